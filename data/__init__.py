@@ -1,0 +1,42 @@
+"""Seeded frame-pair datasets for object-centric learning with weak supervision.
+
+Generators (``multi_dsprites``, ``tetrominoes``) make pairs of frames that differ in a few
+recorded (object, factor) entries; ``shards`` writes them into WebDataset tar shards with a
+cached, hash-named dataset directory; ``loader`` streams deterministic batches from them.
+"""
+
+from data.codec import SAMPLE_KEYS, decode_sample, encode_pair
+from data.errors import DataError
+from data.loader import TrainBatches, collate_pairs, eval_batches, images_and_masks, train_batches
+from data.pairs import SceneGenerator
+from data.registry import GENERATORS, make_generator
+from data.resolve import resolve_shards
+from data.scene import FramePair
+from data.shards import DatasetInfo, ensure_dataset, load_dataset, write_split
+from data.sprites import MultiDSprites
+from data.tetrominoes import Tetrominoes
+from data.version import DATA_VERSION
+
+__all__ = [
+    "DATA_VERSION",
+    "GENERATORS",
+    "SAMPLE_KEYS",
+    "DataError",
+    "DatasetInfo",
+    "FramePair",
+    "MultiDSprites",
+    "SceneGenerator",
+    "Tetrominoes",
+    "TrainBatches",
+    "collate_pairs",
+    "decode_sample",
+    "encode_pair",
+    "ensure_dataset",
+    "eval_batches",
+    "images_and_masks",
+    "load_dataset",
+    "make_generator",
+    "resolve_shards",
+    "train_batches",
+    "write_split",
+]

@@ -1,0 +1,64 @@
+"""Object-discovery evaluation of a slot model: FG-ARI, ARI, mBO and matched mIoU over a data set."""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+
+from data import images_and_masks
+from eval.aggregate import nanmean_with_count
+from eval.ari import adjusted_rand_index, masks_to_ids
+from eval.segmentation import matched_miou, mean_best_overlap
+
+METRICS = ("fg_ari", "ari", "mbo", "miou")
+
+
+def load_eval_set(batches: Iterable[dict], max_images: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Decode the eval shards once into (images, masks) chunks, both frames of each pair as images,
+    so a sweep over many slot counts does not decode the shards again for each setting."""
+    chunks, count = [], 0
+    for batch in batches:
+        images, masks = images_and_masks(batch)
+        if max_images is not None:
+            images, masks = images[: max_images - count], masks[: max_images - count]
+        chunks.append((images, masks))
+        count += len(images)
+        if max_images is not None and count >= max_images:
+            break
+    return chunks
+
+
+@torch.no_grad()
+def evaluate_discovery(
+    model: torch.nn.Module,
+    eval_set: list[tuple[torch.Tensor, torch.Tensor]],
+    num_slots: int,
+    num_iterations: int,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Mean metrics over every image; images where a metric is undefined (e.g. FG-ARI with fewer than
+    two foreground pixels) are left out of that mean and counted in `<metric>_undefined`.
+
+    Slot initialisation noise comes from a private generator seeded with `seed`, so results are
+    reproducible and evaluation never disturbs the training RNG.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    per_image: dict[str, list[torch.Tensor]] = {name: [] for name in METRICS}
+    for images, masks in eval_set:
+        output = model(images.to(device), num_slots=num_slots, num_iterations=num_iterations, generator=generator)
+        predicted = masks_to_ids(output.masks.float()).cpu()
+        per_image["fg_ari"].append(adjusted_rand_index(masks, predicted, ignore_background=True))
+        per_image["ari"].append(adjusted_rand_index(masks, predicted, ignore_background=False))
+        per_image["mbo"].append(mean_best_overlap(masks, predicted).double())
+        per_image["miou"].append(matched_miou(masks, predicted).double())
+    model.train(was_training)
+    results: dict[str, float] = {"num_slots": num_slots, "num_iterations": num_iterations}
+    for name, values in per_image.items():
+        summary = nanmean_with_count(torch.cat(values))
+        results[name] = summary.mean
+        results[f"{name}_undefined"] = summary.num_excluded
+    results["images"] = sum(len(images) for images, _ in eval_set)
+    return results

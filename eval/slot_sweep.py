@@ -1,0 +1,116 @@
+"""How does object discovery move as the slot count (and iteration count) changes at test time?
+
+    python -m eval.slot_sweep --run runs/<name> --num-slots 2 3 4 5 6 8 --iterations 3 5
+
+Loads the run's config and last checkpoint, evaluates every (slots, iterations) setting on the run's
+eval split, prints a table and writes slot_sweep.csv and slot_sweep.png (into the run directory
+unless --out is given).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import torch
+
+from eval.discovery import evaluate_discovery, load_eval_set
+from eval.plots import plot_slot_sweep
+
+COLUMNS = ("num_slots", "num_iterations", "fg_ari", "ari", "mbo", "miou")
+
+
+def sweep(
+    model: torch.nn.Module,
+    eval_set: list[tuple[torch.Tensor, torch.Tensor]],
+    slot_counts: list[int],
+    iteration_counts: list[int],
+    seed: int = 0,
+    progress: bool = False,
+) -> list[dict]:
+    """One row of metrics per (slot count, iteration count)."""
+    rows = []
+    for iterations in iteration_counts:
+        for num_slots in slot_counts:
+            metrics = evaluate_discovery(model, eval_set, num_slots, iterations, seed=seed)
+            rows.append({key: metrics[key] for key in COLUMNS})
+            if progress:
+                print(f"  slots={num_slots} iterations={iterations} fg_ari={metrics['fg_ari']:.3f}", file=sys.stderr)
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    header = " | ".join(f"{c:>14}" for c in COLUMNS)
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        lines.append(" | ".join(f"{row[c]:>14}" if isinstance(row[c], int) else f"{row[c]:>14.4f}" for c in COLUMNS))
+    return "\n".join(lines)
+
+
+def write_sweep(rows: list[dict], out_dir: Path, train_slots: int | None = None) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, png_path = out_dir / "slot_sweep.csv", out_dir / "slot_sweep.png"
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    plot_slot_sweep(rows, png_path, train_slots)
+    return csv_path, png_path
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, required=True, help="run directory written by train_slots.py")
+    parser.add_argument("--num-slots", type=_positive_int, nargs="+", default=[2, 3, 4, 5, 6, 8])
+    parser.add_argument("--iterations", type=_positive_int, nargs="+", default=None,
+                        help="iteration counts (default: the training value)")
+    parser.add_argument("--checkpoint", type=Path, help="a checkpoint directory (default: the run's latest)")
+    parser.add_argument("--max-images", type=_positive_int, help="evaluate on the first N eval images only")
+    parser.add_argument("--out", type=Path, help="where to write the CSV and plot (default: the run directory)")
+    parser.add_argument("--seed", type=int, default=None, help="slot-initialisation seed (default: the run's eval seed)")
+    args = parser.parse_args(argv)
+
+    from data import DataError, eval_batches
+    from training.build import build_model, dataset_urls, load_weights
+    from training.checkpoint import list_checkpoints
+    from training.config import ConfigError, load_run_config
+
+    try:
+        if not (args.run / "config.yaml").is_file():
+            raise ConfigError(f"{args.run} is not a run directory (no config.yaml)")
+        config = load_run_config(args.run)
+        checkpoint = args.checkpoint
+        if checkpoint is None:
+            checkpoints = list_checkpoints(args.run)
+            if not checkpoints:
+                raise ConfigError(f"{args.run} has no checkpoints yet")
+            checkpoint = checkpoints[-1]
+        model = build_model(config)
+        load_weights(model, checkpoint)
+        _, eval_urls, _ = dataset_urls(config, progress=False)
+        eval_set = load_eval_set(
+            eval_batches(eval_urls, config.eval.batch_size, resolution=config.data.resolution), args.max_images
+        )
+    except (ConfigError, DataError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    iterations = args.iterations or [config.model.num_iterations]
+    seed = config.eval.seed if args.seed is None else args.seed
+    print(f"checkpoint {checkpoint}, {sum(len(i) for i, _ in eval_set)} eval images", file=sys.stderr)
+    rows = sweep(model, eval_set, args.num_slots, iterations, seed=seed, progress=True)
+    print(format_table(rows))
+    csv_path, png_path = write_sweep(rows, args.out or args.run, config.model.num_slots)
+    print(f"wrote {csv_path} and {png_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""Slot Attention building blocks: slot initialisers, the iterative attention, encoders and decoders."""
+from slots.attention import SlotAttention
+from slots.decoder import SpatialBroadcastDecoder
+from slots.encoder import CNNEncoder, SoftPositionEmbed, coordinate_grid
+from slots.init import GaussianSlotInit
+from slots.model import SlotAutoencoder, SlotAutoencoderOutput
+
+__all__ = [
+    "CNNEncoder",
+    "GaussianSlotInit",
+    "SlotAttention",
+    "SlotAutoencoder",
+    "SlotAutoencoderOutput",
+    "SoftPositionEmbed",
+    "SpatialBroadcastDecoder",
+    "coordinate_grid",
+]

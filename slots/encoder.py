@@ -1,0 +1,50 @@
+"""CNN encoder with a soft position embedding, producing the feature set Slot Attention attends to."""
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import nn
+
+
+def coordinate_grid(height: int, width: int, device: torch.device | None = None) -> torch.Tensor:
+    """The four-channel grid [x, y, 1-x, 1-y] in [0, 1], shape [H, W, 4] (as in the official code)."""
+    ys = torch.linspace(0.0, 1.0, height, device=device)
+    xs = torch.linspace(0.0, 1.0, width, device=device)
+    y, x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([x, y, 1.0 - x, 1.0 - y], dim=-1)
+
+
+class SoftPositionEmbed(nn.Module):
+    """A learned linear map of the coordinate grid, added to features so slots can bind by position."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(4, channels)
+
+    def forward(self, height: int, width: int, device: torch.device) -> torch.Tensor:
+        """Position features [H*W, C] for a height x width grid."""
+        return rearrange(self.proj(coordinate_grid(height, width, device)), "h w c -> (h w) c")
+
+
+class CNNEncoder(nn.Module):
+    """Stride-1 convolutions keep one feature per pixel; then position embedding, LayerNorm and MLP."""
+
+    def __init__(self, channels: int = 64, num_layers: int = 4, kernel_size: int = 5, in_channels: int = 3) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for index in range(num_layers):
+            layers += [
+                nn.Conv2d(in_channels if index == 0 else channels, channels, kernel_size, padding=kernel_size // 2),
+                nn.ReLU(),
+            ]
+        self.convs = nn.Sequential(*layers)
+        self.position = SoftPositionEmbed(channels)
+        self.norm = nn.LayerNorm(channels)
+        self.mlp = nn.Sequential(nn.Linear(channels, channels), nn.ReLU(), nn.Linear(channels, channels))
+        self.out_dim = channels
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Images [B, 3, H, W] -> feature set [B, H*W, C]."""
+        features = rearrange(self.convs(images), "b c h w -> b (h w) c")
+        features = features + self.position(images.shape[-2], images.shape[-1], images.device)
+        return self.mlp(self.norm(features))

@@ -1,0 +1,1 @@
+"""Training plumbing shared by `train_slots.py`: typed config, schedules, checkpoints, evaluation."""

@@ -1,0 +1,218 @@
+"""Typed run configuration: dataclass defaults, YAML presets, and `section.key=value` overrides.
+
+Every key is checked against the dataclasses, so a typo fails loudly instead of being ignored.
+"""
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A configuration the user wrote cannot be used; the message says which key and why."""
+
+
+@dataclass
+class DataConfig:
+    generator: str = "multi_dsprites"
+    generator_kwargs: dict = field(default_factory=dict)
+    resolution: int = 32
+    num_train: int = 20000
+    num_eval: int = 500
+    pairs_per_shard: int = 1000
+    seed: int = 0
+    root: str = "data_cache"
+    train_shards: str | None = None  # explicit shards (dir, glob, brace pattern) instead of generating
+    eval_shards: str | None = None
+    shuffle_buffer: int = 1000
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    num_slots: int = 5
+    num_iterations: int = 3
+    slot_dim: int = 64
+    mlp_hidden_dim: int = 128
+    encoder_channels: int = 32
+    encoder_layers: int = 4
+    encoder_kernel: int = 5
+    decoder_channels: int = 32
+    decoder_layers: int = 3
+    decoder_kernel: int = 5
+    broadcast_size: int | None = None
+    implicit_grad: bool = True
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 8  # frame pairs per step and process; both frames are trained on, so 2x images
+    max_steps: int = 1800
+    learning_rate: float = 1e-3
+    warmup_steps: int = 100
+    decay_steps: int = 2000  # learning rate halves every `decay_steps`
+    batches_per_epoch: int = 500  # length of one resampled pass; resumption replays epochs exactly
+    grad_clip: float = 1.0
+    seed: int = 0
+    cpu_threads: int | None = None  # None: all cores / local processes when training on the CPU
+    log_every: int = 25
+    eval_every: int = 250
+    eval_images: int = 256
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+
+
+@dataclass
+class EvalConfig:
+    sweep_slots: list = field(default_factory=lambda: [2, 3, 4, 5, 6, 8])
+    sweep_iterations: list = field(default_factory=lambda: [3])
+    batch_size: int = 100
+    num_visualise: int = 8
+    seed: int = 1234
+
+
+@dataclass
+class RunConfig:
+    name: str | None = None
+    output_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def _field_type(cls: type, name: str) -> Any:
+    return typing.get_type_hints(cls)[name]
+
+
+def _coerce(value: Any, expected: Any, key: str) -> Any:
+    """Check `value` against an annotation, accepting ints for floats; raise ConfigError otherwise."""
+    origin = typing.get_origin(expected)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(expected)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0])
+    base = origin or expected
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if base is float and isinstance(value, str):  # YAML 1.1 reads "2e-4" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"config key '{key}': expected a number, got {value!r}") from None
+    if base is bool and not isinstance(value, bool):
+        raise ConfigError(f"config key '{key}': expected true/false, got {value!r}")
+    if base is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+    if not isinstance(value, base):
+        raise ConfigError(f"config key '{key}': expected {base.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _update(obj: Any, values: dict, prefix: str = "") -> None:
+    known = {f.name for f in fields(obj)}
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if key not in known:
+            raise ConfigError(f"unknown config key '{path}'; known keys here: {', '.join(sorted(known))}")
+        current = getattr(obj, key)
+        if is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{path}' is a section; expected a mapping, got {value!r}")
+            _update(current, value, prefix=f"{path}.")
+        else:
+            setattr(obj, key, _coerce(value, _field_type(type(obj), key), path))
+
+
+def parse_override(text: str) -> dict:
+    """`train.max_steps=100` -> {'train': {'max_steps': 100}}; values are parsed as YAML scalars/lists."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like section.key=value")
+    dotted, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw else None
+    nested: dict = {}
+    cursor = nested
+    parts = dotted.strip().split(".")
+    for part in parts[:-1]:
+        cursor = cursor.setdefault(part, {})
+    cursor[parts[-1]] = value
+    return nested
+
+
+def load_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}".splitlines()[0]) from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path}: expected a mapping at the top level, got {type(loaded).__name__}")
+    return loaded
+
+
+def preset_path(name: str) -> Path:
+    path = PRESET_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+        raise ConfigError(f"unknown preset '{name}'; known presets: {', '.join(known)}")
+    return path
+
+
+def build_config(sources: list[dict]) -> RunConfig:
+    """Apply mappings in order (preset, then file, then overrides) on top of the defaults."""
+    config = RunConfig()
+    for values in sources:
+        _update(config, values)
+    validate(config)
+    return config
+
+
+def validate(config: RunConfig) -> None:
+    """Cross-field checks that a type annotation cannot express."""
+    if config.model.num_slots < 1:
+        raise ConfigError(f"model.num_slots must be >= 1, got {config.model.num_slots}")
+    if config.model.num_iterations < 1:
+        raise ConfigError(f"model.num_iterations must be >= 1, got {config.model.num_iterations}")
+    for value in config.eval.sweep_slots:
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"eval.sweep_slots must hold integers >= 1, got {config.eval.sweep_slots}")
+    for key in ("batch_size", "max_steps"):
+        if getattr(config.train, key) < 1:
+            raise ConfigError(f"train.{key} must be >= 1, got {getattr(config.train, key)}")
+
+
+def to_dict(config: RunConfig) -> dict:
+    return asdict(config)
+
+
+def save_config(config: RunConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    """The resolved config a run was started with (written as config.yaml in the run directory)."""
+    return build_config([load_yaml(run_dir / "config.yaml")])
+
+
+__all__ = [
+    "ConfigError", "DataConfig", "EvalConfig", "ModelConfig", "RunConfig", "TrainConfig",
+    "build_config", "load_run_config", "load_yaml", "parse_override", "preset_path", "save_config",
+    "to_dict", "validate",
+]

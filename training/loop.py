@@ -1,0 +1,212 @@
+"""The training run: config -> data -> Accelerate loop -> checkpoints -> evaluation and report."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator, PartialState
+from accelerate.utils import broadcast_object_list, set_seed
+from tqdm.auto import tqdm
+
+from data import eval_batches, images_and_masks, train_batches
+from eval.discovery import evaluate_discovery, load_eval_set
+from eval.slot_sweep import format_table, sweep, write_sweep
+from eval.visualize import save_slot_grid
+from training.build import build_model, dataset_urls
+from training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from training.config import (ConfigError, RunConfig, build_config, load_yaml, parse_override, preset_path,
+                             save_config)
+from training.schedule import warmup_exponential_decay
+
+
+def resolve_config(preset: str, config_file: Path | None, resume: Path | None, overrides: list[str]) -> RunConfig:
+    """Preset, then config file, then overrides; a resumed run starts from its own saved config."""
+    if resume is not None:
+        if not (resume / "config.yaml").is_file():
+            raise ConfigError(f"--resume {resume}: no config.yaml there, so it is not a run directory")
+        sources = [load_yaml(resume / "config.yaml")]
+    else:
+        sources = [load_yaml(preset_path(preset))] + ([load_yaml(config_file)] if config_file else [])
+    return build_config(sources + [parse_override(text) for text in overrides])
+
+
+def check_launch(state: PartialState) -> None:
+    """Refuse launches that would silently train independent copies instead of one distributed model."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > state.num_processes:
+        raise ConfigError(
+            f"{world_size} processes were launched but they are not connected (Accelerate found "
+            f"{state.distributed_type.value}; GPU visible: {torch.cuda.is_available()}); a MULTI_GPU "
+            "config needs GPUs: use distributed_type: \"MULTI_CPU\" or num_processes: 1 on this machine"
+        )
+
+
+def set_cpu_threads(state: PartialState, requested: int | None) -> None:
+    """`accelerate launch` pins OMP_NUM_THREADS=1 for single-process CPU runs, which halves the speed of
+    a 2-core laptop; on the CPU, use every core this process may run on, shared between local processes."""
+    if state.device.type != "cpu":
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    torch.set_num_threads(requested or max(1, cores // local_processes))
+
+
+def decide_run_dir(state: PartialState, config: RunConfig, preset: str, resume: Path | None) -> Path:
+    if resume is not None:
+        return resume
+    name = [config.name or f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"]
+    if state.num_processes > 1:
+        broadcast_object_list(name)  # every rank must agree on a timestamped name
+    run_dir = Path(config.output_dir) / name[0]
+    if list_checkpoints(run_dir):
+        raise ConfigError(f"run directory {run_dir} already has checkpoints: pass --resume {run_dir} or another name=")
+    config.name = name[0]
+    return run_dir
+
+
+def batch_stream(urls: list[str], config: RunConfig, accelerator: Accelerator, start_step: int) -> Iterator[dict]:
+    """Endless training batches; epoch e is a pure function of (seed, e, rank), so resuming at any step
+    replays exactly the batches an uninterrupted run would have seen. Ranks draw disjoint shards."""
+    per_epoch = config.train.batches_per_epoch
+    epoch, skip = divmod(start_step, per_epoch)
+    while True:
+        batches = train_batches(
+            urls, config.train.batch_size, seed=config.train.seed, epoch=epoch,
+            batches_per_epoch=per_epoch, shuffle_buffer=config.data.shuffle_buffer,
+            num_workers=config.data.num_workers, resolution=config.data.resolution,
+        )
+        for index, batch in enumerate(batches):
+            if index >= skip:
+                yield batch
+        epoch, skip = epoch + 1, 0
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    with path.open("a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def run(preset: str, config_file: Path | None, resume: Path | None, overrides: list[str], start_time: float) -> Path:
+    config = resolve_config(preset, config_file, resume, overrides)
+    state = PartialState()
+    check_launch(state)
+    set_cpu_threads(state, config.train.cpu_threads)
+    run_dir = decide_run_dir(state, config, preset, resume)
+    accelerator = Accelerator(log_with="tensorboard", project_dir=str(run_dir), step_scheduler_with_optimizer=False)
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
+    set_seed(config.train.seed)
+
+    with accelerator.main_process_first():
+        train_urls, eval_urls, dataset = dataset_urls(config, progress=accelerator.is_main_process)
+    data_seconds = time.time() - start_time
+
+    model = build_model(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.learning_rate)
+    scheduler = warmup_exponential_decay(optimizer, config.train.warmup_steps, config.train.decay_steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    start_step = 0
+    if resume is not None and list_checkpoints(run_dir):
+        start_step = load_checkpoint(accelerator, list_checkpoints(run_dir)[-1])
+    accelerator.init_trackers("tensorboard", config={k: str(v) for k, v in _flat(asdict(config)).items()})
+
+    quick_eval = None
+    if accelerator.is_main_process and config.train.eval_every > 0:
+        quick_eval = load_eval_set(eval_batches(eval_urls, config.eval.batch_size, config.data.resolution),
+                                   config.train.eval_images)
+
+    log_path, eval_log_path = run_dir / "train_log.jsonl", run_dir / "eval_log.jsonl"
+    stream = batch_stream(train_urls, config, accelerator, start_step)
+    progress = tqdm(total=config.train.max_steps, initial=start_step, desc="training",
+                    disable=not accelerator.is_main_process, dynamic_ncols=True)
+    train_start = time.time()
+    step = start_step
+    while step < config.train.max_steps:
+        images, _ = images_and_masks(next(stream))
+        images = images.to(accelerator.device)
+        output = model(images)
+        loss = F.mse_loss(output.reconstruction.float(), images)
+        accelerator.backward(loss)
+        if config.train.grad_clip > 0:
+            accelerator.clip_grad_norm_(model.parameters(), config.train.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        progress.update(1)
+        if step % config.train.log_every == 0 or step == config.train.max_steps:
+            record = {"step": step, "loss": loss.item(), "lr": scheduler.get_last_lr()[0]}
+            progress.set_postfix(loss=f"{record['loss']:.4f}")
+            accelerator.log({"train/loss": record["loss"], "train/lr": record["lr"]}, step=step)
+            if accelerator.is_main_process:
+                append_jsonl(log_path, record)
+        if quick_eval is not None and (step % config.train.eval_every == 0 or step == config.train.max_steps):
+            metrics = evaluate_discovery(accelerator.unwrap_model(model), quick_eval, config.model.num_slots,
+                                         config.model.num_iterations, seed=config.eval.seed)
+            accelerator.log({"eval/fg_ari": metrics["fg_ari"], "eval/ari": metrics["ari"]}, step=step)
+            append_jsonl(eval_log_path, {"step": step, "seconds": time.time() - start_time,
+                                         "fg_ari": metrics["fg_ari"], "ari": metrics["ari"]})
+        if step % config.train.checkpoint_every == 0 or step == config.train.max_steps:
+            save_checkpoint(accelerator, run_dir, step, config.train.keep_checkpoints)
+    progress.close()
+    train_seconds = time.time() - train_start
+
+    if accelerator.is_main_process:
+        report(accelerator.unwrap_model(model), config, run_dir, eval_urls, dataset,
+               {"steps": step, "train_seconds": train_seconds, "data_seconds": data_seconds,
+                "resumed_from_step": start_step}, start_time)
+    accelerator.end_training()
+    return run_dir
+
+
+def report(model: torch.nn.Module, config: RunConfig, run_dir: Path, eval_urls: list[str], dataset: dict,
+           timing: dict, start_time: float) -> None:
+    """Final evaluation on the whole eval split: metrics.json, the slot sweep and the slot picture."""
+    eval_set = load_eval_set(eval_batches(eval_urls, config.eval.batch_size, config.data.resolution))
+    num_slots, iterations = config.model.num_slots, config.model.num_iterations
+    main_metrics = evaluate_discovery(model, eval_set, num_slots, iterations, seed=config.eval.seed)
+    slot_counts = sorted(set(config.eval.sweep_slots))
+    rows = sweep(model, eval_set, slot_counts, list(config.eval.sweep_iterations), seed=config.eval.seed)
+    write_sweep(rows, run_dir, num_slots)
+
+    images, masks = eval_set[0][0][: config.eval.num_visualise], eval_set[0][1][: config.eval.num_visualise]
+    model.eval()
+    with torch.no_grad():
+        generator = torch.Generator(device=next(model.parameters()).device).manual_seed(config.eval.seed)
+        output = model(images.to(next(model.parameters()).device), generator=generator)
+    save_slot_grid(images, output, run_dir / "slots.png", true_masks=masks)
+
+    metrics = {
+        **{key: main_metrics[key] for key in ("fg_ari", "ari", "mbo", "miou")},
+        "fg_ari_undefined_images": main_metrics["fg_ari_undefined"],
+        "eval_images": main_metrics["images"],
+        "num_slots": num_slots,
+        "num_iterations": iterations,
+        **timing,
+        "total_seconds": time.time() - start_time,
+        "dataset": dataset,
+        "seed": config.train.seed,
+        "slot_sweep": [{k: row[k] for k in ("num_slots", "num_iterations", "fg_ari", "ari", "mbo")} for row in rows],
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(f"\nslot sweep ({main_metrics['images']} eval images):\n{format_table(rows)}")
+    print(f"\nFG-ARI {metrics['fg_ari']:.3f}  ARI {metrics['ari']:.3f}  mBO {metrics['mbo']:.3f}  "
+          f"after {timing['steps']} steps, {metrics['total_seconds'] / 60:.1f} min in all")
+    print(f"run directory: {run_dir}")
+
+
+def _flat(values: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and key != "generator_kwargs":
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
