@@ -22,19 +22,22 @@ from slots import SlotAutoencoder
 from training.config import ModelConfig, TrainConfig
 
 
-def time_training(model: torch.nn.Module, images: torch.Tensor, steps: int, warmup: int = 2) -> float:
-    """Median seconds per optimiser step (forward, backward, Adam)."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    durations = []
-    for index in range(warmup + steps):
-        start = time.perf_counter()
-        loss = F.mse_loss(model(images).reconstruction, images)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if index >= warmup:
-            durations.append(time.perf_counter() - start)
-    return float(np.median(durations))
+def time_training(models: dict[str, torch.nn.Module], images: torch.Tensor, steps: int, rounds: int = 3) -> dict[str, float]:
+    """Median seconds per optimiser step (forward, backward, Adam) of each model. The models take turns
+    in several rounds so that neither profits from running first or last on a busy machine."""
+    optimizers = {name: torch.optim.Adam(model.parameters(), lr=1e-4) for name, model in models.items()}
+    durations: dict[str, list[float]] = {name: [] for name in models}
+    for round_index in range(rounds):
+        for name, model in models.items():
+            for step in range(steps + 1):
+                start = time.perf_counter()
+                loss = F.mse_loss(model(images).reconstruction, images)
+                optimizers[name].zero_grad(set_to_none=True)
+                loss.backward()
+                optimizers[name].step()
+                if step > 0 or round_index > 0:  # the very first step of each model is warm-up
+                    durations[name].append(time.perf_counter() - start)
+    return {name: float(np.median(values)) for name, values in durations.items()}
 
 
 def sklearn_fg_ari(true_ids: np.ndarray, pred_ids: np.ndarray) -> np.ndarray:
@@ -50,7 +53,7 @@ def sklearn_fg_ari(true_ids: np.ndarray, pred_ids: np.ndarray) -> np.ndarray:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--resolution", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=10, help="timed training steps per implementation")
+    parser.add_argument("--steps", type=int, default=5, help="timed training steps per implementation and round")
     parser.add_argument("--ari-images", type=int, default=2000)
     args = parser.parse_args(argv)
 
@@ -61,8 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     ours = SlotAutoencoder(resolution=(args.resolution,) * 2, **model_config)
     naive = NaiveSlotAutoencoder(resolution=(args.resolution,) * 2, **model_config)
     naive.load_state_dict(ours.state_dict())
-    naive_seconds = time_training(naive, images, args.steps)
-    ours_seconds = time_training(ours, images, args.steps)
+    seconds = time_training({"naive": naive, "ours": ours}, images, args.steps)
+    naive_seconds, ours_seconds = seconds["naive"], seconds["ours"]
 
     generator = torch.Generator().manual_seed(0)
     shape = (args.ari_images, args.resolution, args.resolution)

@@ -159,3 +159,29 @@ def test_short_training_discovers_objects_better_than_untrained_and_random_masks
     # measured on this generator and seed: random ids ~0.00, untrained ~0.08, trained ~0.38
     assert trained_fg_ari > random_fg_ari + 0.25, (trained_fg_ari, random_fg_ari)
     assert trained_fg_ari > untrained_fg_ari + 0.2, (trained_fg_ari, untrained_fg_ari)
+
+
+def test_default_run_configuration_is_pinned():
+    """The default run's numbers in the README were measured with exactly these values: a change to any
+    of them must be deliberate (update this test, re-measure, update the README)."""
+    from dataclasses import asdict
+
+    from training.config import load_yaml, preset_path
+
+    config = asdict(build_config([load_yaml(preset_path("default"))]))
+    assert config["data"] == {
+        "generator": "multi_dsprites", "generator_kwargs": {}, "resolution": 32, "num_train": 20000, "num_eval": 500,
+        "pairs_per_shard": 1000, "seed": 0, "root": "data_cache", "train_shards": None, "eval_shards": None,
+        "shuffle_buffer": 1000, "num_workers": 0,
+    }
+    assert config["model"] == {
+        "num_slots": 5, "num_iterations": 3, "slot_dim": 64, "mlp_hidden_dim": 128, "encoder_channels": 32,
+        "encoder_layers": 4, "encoder_kernel": 5, "decoder_channels": 32, "decoder_layers": 3, "decoder_kernel": 5,
+        "broadcast_size": None, "implicit_grad": True,
+    }
+    assert {k: config["train"][k] for k in ("batch_size", "max_steps", "learning_rate", "warmup_steps",
+                                            "decay_steps", "grad_clip", "seed")} == {
+        "batch_size": 8, "max_steps": 1800, "learning_rate": 1e-3, "warmup_steps": 100, "decay_steps": 2000,
+        "grad_clip": 1.0, "seed": 0,
+    }
+    assert config["eval"]["sweep_slots"] == [2, 3, 4, 5, 6, 8]
