@@ -29,12 +29,12 @@ def sweep(
     seed: int = 0,
     progress: bool = False,
 ) -> list[dict]:
-    """One row of metrics per (slot count, iteration count)."""
+    """One row of metrics per (slot count, iteration count): every key of `evaluate_discovery`."""
     rows = []
     for iterations in iteration_counts:
         for num_slots in slot_counts:
             metrics = evaluate_discovery(model, eval_set, num_slots, iterations, seed=seed)
-            rows.append({key: metrics[key] for key in COLUMNS})
+            rows.append(metrics)
             if progress:
                 print(f"  slots={num_slots} iterations={iterations} fg_ari={metrics['fg_ari']:.3f}", file=sys.stderr)
     return rows
@@ -52,7 +52,7 @@ def write_sweep(rows: list[dict], out_dir: Path, train_slots: int | None = None)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, png_path = out_dir / "slot_sweep.csv", out_dir / "slot_sweep.png"
     with csv_path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     plot_slot_sweep(rows, png_path, train_slots)

@@ -9,3 +9,19 @@ def test_speed_benchmark_prints_a_ratio_table_and_matches_sklearn(capsys):
     assert len(rows) == 2 and all(row.rstrip().endswith("x |") for row in rows)
     difference = float(out.split("FG-ARI over 50 images:")[1].split()[0])
     assert difference < 1e-9
+
+
+def test_time_to_quality_writes_the_curve_and_flop_figures(tmp_path, capsys):
+    from bench import time_to_quality
+
+    time_to_quality.main(["--preset", "smoke", "--output-dir", str(tmp_path), "--eval-every", "2",
+                          f"data.root={tmp_path / 'data'}"])
+    run_dir = next(p for p in tmp_path.iterdir() if p.name.startswith("time_to_quality-smoke"))
+    lines = (run_dir / "time_to_quality.csv").read_text().splitlines()
+    assert lines[0] == "seconds,step,fg_ari,ari"
+    assert [int(line.split(",")[1]) for line in lines[1:]] == [2, 4, 6]
+    seconds = [float(line.split(",")[0]) for line in lines[1:]]
+    assert seconds == sorted(seconds) and seconds[0] > 0
+    assert (run_dir / "time_to_quality.png").stat().st_size > 0
+    out = capsys.readouterr().out
+    assert "GFLOP per step" in out and "of the measured matmul peak" in out

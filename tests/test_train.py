@@ -50,7 +50,11 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
 
     AcceleratorState._reset_state(reset_partial_state=True)
     resumed_dir = tmp_path / "runs" / "interrupted"
+    with (resumed_dir / "train_log.jsonl").open("a") as log:  # logged after the last checkpoint, then a crash
+        log.write(json.dumps({"step": 7, "loss": -1.0, "lr": 0.0}) + "\n")
     assert train_slots.main(["--resume", str(resumed_dir), "train.max_steps=10"]) == 0
+    steps_logged = [json.loads(line)["step"] for line in (resumed_dir / "train_log.jsonl").read_text().splitlines()]
+    assert steps_logged == list(range(1, 11))
     straight, resumed = read_losses(tmp_path / "runs" / "straight"), read_losses(resumed_dir)
     assert sorted(resumed) == list(range(1, 11))
     assert resumed == straight  # exact equality, not closeness

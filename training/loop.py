@@ -87,6 +87,13 @@ def batch_stream(urls: list[str], config: RunConfig, accelerator: Accelerator, s
         epoch, skip = epoch + 1, 0
 
 
+def truncate_jsonl(path: Path, last_step: int) -> None:
+    """Drop records logged after the checkpoint a run resumes from, so they are not logged twice."""
+    if path.is_file():
+        kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= last_step]
+        path.write_text("".join(line + "\n" for line in kept))
+
+
 def append_jsonl(path: Path, record: dict) -> None:
     with path.open("a") as handle:
         handle.write(json.dumps(record) + "\n")
@@ -123,6 +130,9 @@ def run(preset: str, config_file: Path | None, resume: Path | None, overrides: l
                                    config.train.eval_images)
 
     log_path, eval_log_path = run_dir / "train_log.jsonl", run_dir / "eval_log.jsonl"
+    if accelerator.is_main_process:
+        for path in (log_path, eval_log_path):
+            truncate_jsonl(path, start_step)
     stream = batch_stream(train_urls, config, accelerator, start_step)
     progress = tqdm(total=config.train.max_steps, initial=start_step, desc="training",
                     disable=not accelerator.is_main_process, dynamic_ncols=True)
@@ -171,10 +181,11 @@ def report(model: torch.nn.Module, config: RunConfig, run_dir: Path, eval_urls: 
     """Final evaluation on the whole eval split: metrics.json, the slot sweep and the slot picture."""
     eval_set = load_eval_set(eval_batches(eval_urls, config.eval.batch_size, config.data.resolution))
     num_slots, iterations = config.model.num_slots, config.model.num_iterations
-    main_metrics = evaluate_discovery(model, eval_set, num_slots, iterations, seed=config.eval.seed)
-    slot_counts = sorted(set(config.eval.sweep_slots))
-    rows = sweep(model, eval_set, slot_counts, list(config.eval.sweep_iterations), seed=config.eval.seed)
+    slot_counts = sorted(set(config.eval.sweep_slots) | {num_slots})
+    iteration_counts = sorted(set(config.eval.sweep_iterations) | {iterations})
+    rows = sweep(model, eval_set, slot_counts, iteration_counts, seed=config.eval.seed)
     write_sweep(rows, run_dir, num_slots)
+    main_metrics = next(r for r in rows if (r["num_slots"], r["num_iterations"]) == (num_slots, iterations))
 
     images, masks = eval_set[0][0][: config.eval.num_visualise], eval_set[0][1][: config.eval.num_visualise]
     model.eval()
