@@ -85,6 +85,7 @@ def test_slot_sweep_command_reevaluates_a_saved_run(tmp_path, capsys):
     ("model.num_slots=0", "model.num_slots must be >= 1, got 0"),
     ("train.batch_size=two", "config key 'train.batch_size': expected an integer, got 'two'"),
     ("data.generator=clevr", "unknown data.generator 'clevr'"),
+    ("task=segmentation", "unknown task 'segmentation'; known tasks: discovery"),
 ])
 def test_bad_config_fails_with_one_line_and_exit_code_2(tmp_path, capsys, override, message):
     assert train_slots.main(smoke_args(tmp_path, "bad", override)) == 2

@@ -80,6 +80,7 @@ class EvalConfig:
 
 @dataclass
 class RunConfig:
+    task: str = "discovery"  # the kind of run: see training/tasks
     name: str | None = None
     output_dir: str = "runs"
     data: DataConfig = field(default_factory=DataConfig)

@@ -1,4 +1,4 @@
-"""The training run: config -> data -> Accelerate loop -> checkpoints -> evaluation and report."""
+"""The training run: config -> data -> Accelerate loop -> checkpoints -> the task's evaluation and report."""
 from __future__ import annotations
 
 import json
@@ -9,20 +9,17 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator, PartialState
 from accelerate.utils import broadcast_object_list, set_seed
 from tqdm.auto import tqdm
 
-from data import eval_batches, images_and_masks, train_batches
-from eval.discovery import evaluate_discovery, load_eval_set
-from eval.slot_sweep import format_table, sweep, write_sweep
-from eval.visualize import save_slot_grid
-from training.build import build_model, dataset_urls
+from data import train_batches
+from training.build import dataset_urls
 from training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from training.config import (ConfigError, RunConfig, build_config, load_yaml, parse_override, preset_path,
                              save_config)
 from training.schedule import warmup_exponential_decay
+from training.tasks import make_task
 
 
 def resolve_config(preset: str, config_file: Path | None, resume: Path | None, overrides: list[str]) -> RunConfig:
@@ -101,6 +98,7 @@ def append_jsonl(path: Path, record: dict) -> None:
 
 def run(preset: str, config_file: Path | None, resume: Path | None, overrides: list[str], start_time: float) -> Path:
     config = resolve_config(preset, config_file, resume, overrides)
+    task = make_task(config)
     state = PartialState()
     check_launch(state)
     set_cpu_threads(state, config.train.cpu_threads)
@@ -115,8 +113,8 @@ def run(preset: str, config_file: Path | None, resume: Path | None, overrides: l
         train_urls, eval_urls, dataset = dataset_urls(config, progress=accelerator.is_main_process)
     data_seconds = time.time() - start_time
 
-    model = build_model(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.learning_rate)
+    model = task.build_model()
+    optimizer = torch.optim.Adam(task.param_groups(model), lr=config.train.learning_rate)
     scheduler = warmup_exponential_decay(optimizer, config.train.warmup_steps, config.train.decay_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     start_step = 0
@@ -124,10 +122,9 @@ def run(preset: str, config_file: Path | None, resume: Path | None, overrides: l
         start_step = load_checkpoint(accelerator, list_checkpoints(run_dir)[-1])
     accelerator.init_trackers("tensorboard", config={k: str(v) for k, v in _flat(asdict(config)).items()})
 
-    quick_eval = None
-    if accelerator.is_main_process and config.train.eval_every > 0:
-        quick_eval = load_eval_set(eval_batches(eval_urls, config.eval.batch_size, config.data.resolution),
-                                   config.train.eval_images)
+    quick_eval = accelerator.is_main_process and config.train.eval_every > 0
+    if quick_eval:
+        task.prepare_quick_eval(eval_urls)
 
     log_path, eval_log_path = run_dir / "train_log.jsonl", run_dir / "eval_log.jsonl"
     if accelerator.is_main_process:
@@ -139,10 +136,7 @@ def run(preset: str, config_file: Path | None, resume: Path | None, overrides: l
     train_start = time.time()
     step = start_step
     while step < config.train.max_steps:
-        images, _ = images_and_masks(next(stream))
-        images = images.to(accelerator.device)
-        output = model(images)
-        loss = F.mse_loss(output.reconstruction.float(), images)
+        loss, logs = task.training_loss(model, next(stream), step, accelerator.device)
         accelerator.backward(loss)
         if config.train.grad_clip > 0:
             accelerator.clip_grad_norm_(model.parameters(), config.train.grad_clip)
@@ -152,65 +146,27 @@ def run(preset: str, config_file: Path | None, resume: Path | None, overrides: l
         step += 1
         progress.update(1)
         if step % config.train.log_every == 0 or step == config.train.max_steps:
-            record = {"step": step, "loss": loss.item(), "lr": scheduler.get_last_lr()[0]}
+            record = {"step": step, "loss": loss.item(), "lr": scheduler.get_last_lr()[0],
+                      **{key: float(value) for key, value in logs.items() if key != "loss"}}
             progress.set_postfix(loss=f"{record['loss']:.4f}")
-            accelerator.log({"train/loss": record["loss"], "train/lr": record["lr"]}, step=step)
+            accelerator.log({f"train/{key}": value for key, value in record.items() if key != "step"}, step=step)
             if accelerator.is_main_process:
                 append_jsonl(log_path, record)
-        if quick_eval is not None and (step % config.train.eval_every == 0 or step == config.train.max_steps):
-            metrics = evaluate_discovery(accelerator.unwrap_model(model), quick_eval, config.model.num_slots,
-                                         config.model.num_iterations, seed=config.eval.seed)
-            accelerator.log({"eval/fg_ari": metrics["fg_ari"], "eval/ari": metrics["ari"]}, step=step)
-            append_jsonl(eval_log_path, {"step": step, "seconds": time.time() - start_time,
-                                         "fg_ari": metrics["fg_ari"], "ari": metrics["ari"]})
+        if quick_eval and (step % config.train.eval_every == 0 or step == config.train.max_steps):
+            metrics = task.quick_eval(accelerator.unwrap_model(model))
+            accelerator.log({f"eval/{key}": value for key, value in metrics.items()}, step=step)
+            append_jsonl(eval_log_path, {"step": step, "seconds": time.time() - start_time, **metrics})
         if step % config.train.checkpoint_every == 0 or step == config.train.max_steps:
             save_checkpoint(accelerator, run_dir, step, config.train.keep_checkpoints)
     progress.close()
     train_seconds = time.time() - train_start
 
     if accelerator.is_main_process:
-        report(accelerator.unwrap_model(model), config, run_dir, eval_urls, dataset,
-               {"steps": step, "train_seconds": train_seconds, "data_seconds": data_seconds,
-                "resumed_from_step": start_step}, start_time)
+        task.report(accelerator.unwrap_model(model), run_dir, eval_urls,
+                    {"steps": step, "train_seconds": train_seconds, "data_seconds": data_seconds,
+                     "resumed_from_step": start_step, "dataset": dataset, "start_time": start_time})
     accelerator.end_training()
     return run_dir
-
-
-def report(model: torch.nn.Module, config: RunConfig, run_dir: Path, eval_urls: list[str], dataset: dict,
-           timing: dict, start_time: float) -> None:
-    """Final evaluation on the whole eval split: metrics.json, the slot sweep and the slot picture."""
-    eval_set = load_eval_set(eval_batches(eval_urls, config.eval.batch_size, config.data.resolution))
-    num_slots, iterations = config.model.num_slots, config.model.num_iterations
-    slot_counts = sorted(set(config.eval.sweep_slots) | {num_slots})
-    iteration_counts = sorted(set(config.eval.sweep_iterations) | {iterations})
-    rows = sweep(model, eval_set, slot_counts, iteration_counts, seed=config.eval.seed)
-    write_sweep(rows, run_dir, num_slots)
-    main_metrics = next(r for r in rows if (r["num_slots"], r["num_iterations"]) == (num_slots, iterations))
-
-    images, masks = eval_set[0][0][: config.eval.num_visualise], eval_set[0][1][: config.eval.num_visualise]
-    model.eval()
-    with torch.no_grad():
-        generator = torch.Generator(device=next(model.parameters()).device).manual_seed(config.eval.seed)
-        output = model(images.to(next(model.parameters()).device), generator=generator)
-    save_slot_grid(images, output, run_dir / "slots.png", true_masks=masks)
-
-    metrics = {
-        **{key: main_metrics[key] for key in ("fg_ari", "ari", "mbo", "miou")},
-        "fg_ari_undefined_images": main_metrics["fg_ari_undefined"],
-        "eval_images": main_metrics["images"],
-        "num_slots": num_slots,
-        "num_iterations": iterations,
-        **timing,
-        "total_seconds": time.time() - start_time,
-        "dataset": dataset,
-        "seed": config.train.seed,
-        "slot_sweep": [{k: row[k] for k in ("num_slots", "num_iterations", "fg_ari", "ari", "mbo")} for row in rows],
-    }
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    print(f"\nslot sweep ({main_metrics['images']} eval images):\n{format_table(rows)}")
-    print(f"\nFG-ARI {metrics['fg_ari']:.3f}  ARI {metrics['ari']:.3f}  mBO {metrics['mbo']:.3f}  "
-          f"after {timing['steps']} steps, {metrics['total_seconds'] / 60:.1f} min in all")
-    print(f"run directory: {run_dir}")
 
 
 def _flat(values: dict, prefix: str = "") -> dict:

@@ -1,0 +1,19 @@
+"""Registry of run kinds: `task: <name>` in a config picks one."""
+from __future__ import annotations
+
+from training.config import ConfigError, RunConfig
+from training.tasks.base import Task
+from training.tasks.discovery import DiscoveryTask
+
+TASKS: dict[str, type[Task]] = {
+    DiscoveryTask.name: DiscoveryTask,
+}
+
+
+def make_task(config: RunConfig) -> Task:
+    if config.task not in TASKS:
+        raise ConfigError(f"unknown task '{config.task}'; known tasks: {', '.join(sorted(TASKS))}")
+    return TASKS[config.task](config)
+
+
+__all__ = ["TASKS", "Task", "make_task"]

@@ -1,0 +1,81 @@
+"""Object discovery: a Slot Attention autoencoder trained to reconstruct both frames of each pair,
+scored by FG-ARI (and ARI, mBO, mIoU) with a sweep over test-time slot and iteration counts."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from data import eval_batches, images_and_masks
+from eval.discovery import evaluate_discovery, load_eval_set
+from eval.slot_sweep import format_table, sweep, write_sweep
+from eval.visualize import save_slot_grid
+from training.build import build_model
+from training.tasks.base import Task
+
+
+class DiscoveryTask(Task):
+    name = "discovery"
+
+    def build_model(self) -> nn.Module:
+        return build_model(self.config)
+
+    def training_loss(self, model: nn.Module, batch: dict, step: int, device: torch.device
+                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        images, _ = images_and_masks(batch)
+        images = images.to(device)
+        loss = F.mse_loss(model(images).reconstruction.float(), images)
+        return loss, {"loss": loss.detach()}
+
+    def prepare_quick_eval(self, eval_urls: list[str]) -> None:
+        config = self.config
+        self.quick_set = load_eval_set(eval_batches(eval_urls, config.eval.batch_size, config.data.resolution),
+                                       config.train.eval_images)
+
+    def quick_eval(self, model: nn.Module) -> dict[str, float]:
+        metrics = evaluate_discovery(model, self.quick_set, self.config.model.num_slots,
+                                     self.config.model.num_iterations, seed=self.config.eval.seed)
+        return {"fg_ari": metrics["fg_ari"], "ari": metrics["ari"]}
+
+    def report(self, model: nn.Module, run_dir: Path, eval_urls: list[str], summary: dict) -> dict:
+        """Whole eval split: metrics.json, the slot sweep (CSV + plot) and the slot picture."""
+        config = self.config
+        eval_set = load_eval_set(eval_batches(eval_urls, config.eval.batch_size, config.data.resolution))
+        num_slots, iterations = config.model.num_slots, config.model.num_iterations
+        slot_counts = sorted(set(config.eval.sweep_slots) | {num_slots})
+        iteration_counts = sorted(set(config.eval.sweep_iterations) | {iterations})
+        rows = sweep(model, eval_set, slot_counts, iteration_counts, seed=config.eval.seed)
+        write_sweep(rows, run_dir, num_slots)
+        main = next(r for r in rows if (r["num_slots"], r["num_iterations"]) == (num_slots, iterations))
+
+        images, masks = eval_set[0][0][: config.eval.num_visualise], eval_set[0][1][: config.eval.num_visualise]
+        device = next(model.parameters()).device
+        model.eval()
+        with torch.no_grad():
+            generator = torch.Generator(device=device).manual_seed(config.eval.seed)
+            output = model(images.to(device), generator=generator)
+        save_slot_grid(images, output, run_dir / "slots.png", true_masks=masks)
+
+        metrics = {
+            **{key: main[key] for key in ("fg_ari", "ari", "mbo", "miou")},
+            "fg_ari_undefined_images": main["fg_ari_undefined"],
+            "eval_images": main["images"],
+            "num_slots": num_slots,
+            "num_iterations": iterations,
+            **summary,
+            "total_seconds": time.time() - summary["start_time"],
+            "seed": config.train.seed,
+            "slot_sweep": [{k: row[k] for k in ("num_slots", "num_iterations", "fg_ari", "ari", "mbo")}
+                           for row in rows],
+        }
+        metrics.pop("start_time")
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        print(f"\nslot sweep ({main['images']} eval images):\n{format_table(rows)}")
+        print(f"\nFG-ARI {metrics['fg_ari']:.3f}  ARI {metrics['ari']:.3f}  mBO {metrics['mbo']:.3f}  "
+              f"after {summary['steps']} steps, {metrics['total_seconds'] / 60:.1f} min in all")
+        print(f"run directory: {run_dir}")
+        return metrics
