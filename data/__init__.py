@@ -1,12 +1,15 @@
 """Seeded frame-pair datasets for object-centric learning with weak supervision.
 
-Generators (``multi_dsprites``, ``tetrominoes``) make pairs of frames that differ in a few
-recorded (object, factor) entries; ``shards`` writes them into WebDataset tar shards with a
-cached, hash-named dataset directory; ``loader`` streams deterministic batches from them.
+Generators (``multi_dsprites``, ``tetrominoes``, ``dsprites``) make pairs of frames that
+differ in a few recorded (object, factor) entries; ``shards`` writes them into WebDataset
+tar shards with a cached, hash-named dataset directory; ``loader`` streams deterministic
+batches from them. ``ground_truth`` serves dSprites factors and images to the metrics.
 """
 
 from data.codec import SAMPLE_KEYS, decode_sample, encode_pair
+from data.dsprites import DSprites
 from data.errors import DataError
+from data.ground_truth import DSpritesSource, NpzDSpritesSource
 from data.loader import TrainBatches, collate_pairs, eval_batches, images_and_masks, train_batches
 from data.pairs import SceneGenerator
 from data.registry import GENERATORS, make_generator
@@ -21,10 +24,13 @@ __all__ = [
     "DATA_VERSION",
     "GENERATORS",
     "SAMPLE_KEYS",
+    "DSprites",
+    "DSpritesSource",
     "DataError",
     "DatasetInfo",
     "FramePair",
     "MultiDSprites",
+    "NpzDSpritesSource",
     "SceneGenerator",
     "Tetrominoes",
     "TrainBatches",

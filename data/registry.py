@@ -5,12 +5,14 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from data.dsprites import DSprites
 from data.errors import DataError
 from data.pairs import SceneGenerator
 from data.sprites import MultiDSprites
 from data.tetrominoes import Tetrominoes
 
 GENERATORS: dict[str, type[SceneGenerator]] = {
+    DSprites.name: DSprites,
     MultiDSprites.name: MultiDSprites,
     Tetrominoes.name: Tetrominoes,
 }

@@ -4,6 +4,8 @@ Each function takes local coordinates ``u`` (along the object's rotated x axis) 
 (rotated y axis, pointing *down* as image rows do), already divided by the object radius,
 and returns a boolean array: True where the pixel centre lies inside the shape. Keeping
 the shapes as implicit functions makes edges hard and masks exact, with no per-pixel loops.
+``silhouettes`` is the one place that places, rotates and scales them, shared by every
+sprite generator so that they all draw the same shapes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ ELLIPSE_AXES = (1.0, 0.5)
 #: fits the unit disc, centred.
 HEART_SCALE = 1.14
 HEART_Y_SHIFT = 0.12
+#: Every shape lies within this distance of its centre (in object radii): the heart's
+#: lobes reach 1.1714, the square's corners 0.8·√2 = 1.1314. Generators use it to keep
+#: sprites inside the frame; a test checks it against all three shapes.
+BOUNDING_RADIUS = 1.18
 
 
 def inside_square(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -43,3 +49,31 @@ SHAPES = (
     ("ellipse", inside_ellipse),
     ("heart", inside_heart),
 )
+
+
+def silhouettes(
+    shape_ids: np.ndarray,
+    cx: np.ndarray,
+    cy: np.ndarray,
+    radius: np.ndarray,
+    angle: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+) -> np.ndarray:
+    """Boolean [N, h, w]: which pixel centres lie inside each object's placed shape.
+
+    ``shape_ids`` is int [N] (indices into ``SHAPES``); ``cx``, ``cy``, ``radius`` (pixels)
+    and ``angle`` (radians) are [N, 1, 1]; ``rows``/``cols`` are pixel-centre coordinates
+    that broadcast against them to [N, h, w] (the full frame, or a window per object: the
+    arithmetic per pixel is the same either way, so both give identical pixels).
+    """
+    dx, dy = cols - cx, rows - cy
+    cos, sin = np.cos(angle), np.sin(angle)
+    u = (cos * dx + sin * dy) / radius
+    v = (-sin * dx + cos * dy) / radius
+    masks = np.zeros(u.shape, dtype=bool)
+    for shape_id, (_, inside) in enumerate(SHAPES):
+        chosen = shape_ids == shape_id
+        if chosen.any():
+            masks[chosen] = inside(u[chosen], v[chosen])
+    return masks

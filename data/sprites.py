@@ -18,7 +18,7 @@ from einops import rearrange
 from data.errors import DataError
 from data.palette import hue_palette
 from data.pairs import ChangedFactors, ObjectFactors, SceneGenerator
-from data.shapes import SHAPES
+from data.shapes import silhouettes
 
 FACTOR_SIZES = {"shape": 3, "colour": 12, "scale": 6, "orientation": 40, "x": 32, "y": 32}
 SCALES = np.linspace(0.5, 1.0, FACTOR_SIZES["scale"])
@@ -98,17 +98,8 @@ class MultiDSprites(SceneGenerator):
         cy = factor("y", Y_POSITIONS)[:, None, None] * res
         radius = factor("scale", SCALES)[:, None, None] * RADIUS_FRACTION * res
         angle = factor("orientation", ORIENTATIONS)[:, None, None]
-        dx, dy = self._cols[None] - cx, self._rows[None] - cy
-        cos, sin = np.cos(angle), np.sin(angle)
-        u = (cos * dx + sin * dy) / radius
-        v = (-sin * dx + cos * dy) / radius
-        masks = np.zeros((len(objects),) + self._rows.shape, dtype=bool)
         shape_ids = np.array([o["shape"] for o in objects])
-        for shape_id, (_, inside) in enumerate(SHAPES):
-            chosen = shape_ids == shape_id
-            if chosen.any():
-                masks[chosen] = inside(u[chosen], v[chosen])
-        return masks
+        return silhouettes(shape_ids, cx, cy, radius, angle, self._rows[None], self._cols[None])
 
     def render(self, objects: list[ObjectFactors]) -> tuple[np.ndarray, np.ndarray] | None:
         silhouettes = self.object_masks(objects)

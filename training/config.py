@@ -79,6 +79,29 @@ class EvalConfig:
 
 
 @dataclass
+class VAEConfig:
+    """Options of `task: vae`: the dlib VAE family on single-object frame pairs (weak_supervision/)."""
+
+    method: str = "ada_gvae"  # see weak_supervision.METHODS
+    beta: float = 1.0
+    latent_dim: int = 10
+    gamma: float | None = None  # FactorVAE TC weight (10) / AnnealedVAE capacity weight (1000) when None
+    lambda_od: float = 10.0  # DIP-VAE off-diagonal weight
+    lambda_d_factor: float | None = None  # DIP-VAE diagonal weight / lambda_od (10 for I, 1 for II when None)
+    c_max: float = 25.0  # AnnealedVAE final capacity (nats)
+    iteration_threshold: int = 100000  # AnnealedVAE steps to reach c_max
+    discriminator_lr: float = 1e-4  # FactorVAE discriminator, Adam betas (0.5, 0.9) as dlib
+    grayscale: bool = True  # train on one channel (dSprites is white on black), else RGB
+    # scored at the end of training; BetaVAE / FactorVAE (slow at dlib's sizes): `python -m eval.disentangle`
+    metrics: list = field(default_factory=lambda: ["mig", "dci", "sap", "modularity"])
+    metric_sizes: dict = field(default_factory=dict)  # overrides of dlib's sample sizes, e.g. {dci_num_train: 2000}
+    dci_importance_model: str = "random_forest"  # "gbt" = dlib's GradientBoostingClassifier: ~25x slower
+    quick_mig_points: int = 2000  # MIG during training, on this many points
+    npz: str | None = None  # score against the original dSprites .npz instead of the procedural grid
+    metric_seed: int = 0
+
+
+@dataclass
 class RunConfig:
     task: str = "discovery"  # the kind of run: see training/tasks
     name: str | None = None
@@ -87,6 +110,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
 
 
 def _field_type(cls: type, name: str) -> Any:
@@ -214,6 +238,6 @@ def load_run_config(run_dir: Path) -> RunConfig:
 
 __all__ = [
     "ConfigError", "DataConfig", "EvalConfig", "ModelConfig", "RunConfig", "TrainConfig",
-    "build_config", "load_run_config", "load_yaml", "parse_override", "preset_path", "save_config",
+    "VAEConfig", "build_config", "load_run_config", "load_yaml", "parse_override", "preset_path", "save_config",
     "to_dict", "validate",
 ]

@@ -4,9 +4,11 @@ from __future__ import annotations
 from training.config import ConfigError, RunConfig
 from training.tasks.base import Task
 from training.tasks.discovery import DiscoveryTask
+from training.tasks.vae import VAETask
 
 TASKS: dict[str, type[Task]] = {
     DiscoveryTask.name: DiscoveryTask,
+    VAETask.name: VAETask,
 }
 
 

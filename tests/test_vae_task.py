@@ -1,0 +1,148 @@
+"""The VAE family through the training entry point, its label plumbing, the traversal picture, and the
+study's statistics."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import train_slots
+from eval.traversal import latent_traversal
+from eval.weak_study import bar_met, markdown, medians, spearman_by_group
+from training.tasks.vae import changed_labels, frames_for_vae, train_reconstruction
+
+TINY_METRICS = ("vae.metrics=[mig, dci, sap, modularity, beta_vae, factor_vae]",
+                "vae.metric_sizes={batch_size: 8, beta_vae_num_train: 40, beta_vae_num_eval: 20, "
+                "factor_vae_num_variance: 200, factor_vae_num_train: 40, factor_vae_num_eval: 20, mig_num_train: 200, "
+                "dci_num_train: 200, dci_num_test: 100, sap_num_train: 200, sap_num_test: 100, "
+                "modularity_num_train: 200, modularity_num_test: 100}",
+                "vae.dci_importance_model=random_forest")
+
+
+def vae_args(tmp_path: Path, name: str, *extra: str) -> list[str]:
+    return ["--preset", "dsprites_vae", f"data.root={tmp_path / 'data'}", f"output_dir={tmp_path / 'runs'}",
+            f"name={name}", "data.num_train=64", "data.num_eval=16", "data.pairs_per_shard=8",
+            "data.shuffle_buffer=16", "train.batch_size=4", "train.max_steps=4", "train.batches_per_epoch=4",
+            "train.log_every=1", "train.eval_every=2", "train.eval_images=8", "train.checkpoint_every=2",
+            "vae.quick_mig_points=64", *extra]
+
+
+@pytest.mark.parametrize("method", ["ada_gvae", "mlvae", "factor_vae"])
+def test_vae_methods_train_and_write_every_metric(tmp_path, method):
+    assert train_slots.main(vae_args(tmp_path, method, f"vae.method={method}", *TINY_METRICS)) == 0
+    run_dir = tmp_path / "runs" / method
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("dci_disentanglement", "dci_completeness", "mig", "sap", "modularity", "explicitness_test",
+                "beta_vae_eval_accuracy", "factor_vae_eval_accuracy", "train_recon_loss", "eval_recon_loss"):
+        assert math.isfinite(metrics[key]), key
+    assert metrics["method"] == method and metrics["steps"] == 4
+    assert (run_dir / "latents.png").is_file()
+    evals = [json.loads(line) for line in (run_dir / "eval_log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in evals] == [2, 4] and all("mig" in e for e in evals)
+    if method == "ada_gvae":
+        logs = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+        assert all(0 < r["shared_dims"] < 10 for r in logs)  # adaptive sharing keeps some dims, shares others
+        # the on-demand scorer reproduces the report's MIG (same seed, sizes, checkpoint) and merges new keys
+        from eval.disentangle import main as disentangle
+
+        before = dict(metrics)
+        metrics_path = run_dir / "metrics.json"
+        metrics_path.write_text(json.dumps({k: v for k, v in metrics.items() if k != "mig"}))
+        assert disentangle(["--run", str(run_dir), "--metrics", "mig"]) == 0
+        assert json.loads(metrics_path.read_text())["mig"] == pytest.approx(before["mig"])
+        assert disentangle(["--run", str(tmp_path)]) == 2
+
+
+def test_vae_task_refuses_data_without_a_ground_truth_source(tmp_path, capsys):
+    assert train_slots.main(vae_args(tmp_path, "bad", "data.generator=multi_dsprites", "data.resolution=32")) == 2
+    assert "data.generator=dsprites" in capsys.readouterr().err
+    assert train_slots.main(vae_args(tmp_path, "bad2", "vae.method=gvae2")) == 2
+    assert "unknown method 'gvae2'" in capsys.readouterr().err
+
+
+def test_changed_labels_and_frames():
+    records = [{"factor_names": ["shape", "scale", "x"], "changed": [[0, "x"]]},
+               {"factor_names": ["shape", "scale", "x"], "changed": [[0, "shape"], [0, "scale"]]}]
+    assert changed_labels(records).tolist() == [[False, False, True], [True, True, False]]
+    frames = torch.tensor([-1.0, 1.0, 0.0]).view(3, 1, 1, 1).expand(3, 3, 2, 2)
+    assert frames_for_vae(frames, grayscale=True).shape == (3, 1, 2, 2)
+    assert frames_for_vae(frames, grayscale=True)[:, 0, 0, 0].tolist() == [0.0, 1.0, 0.5]
+
+
+class _CodeImage(torch.nn.Module):
+    """encode -> a fixed mean; decode -> logits that spell out the code, so a traversal can be read back."""
+
+    def encode(self, x):
+        return torch.tensor([[0.3, -0.7, 1.1]]).expand(len(x), -1), torch.zeros(len(x), 3)
+
+    def decode(self, z):
+        return torch.logit(torch.sigmoid(z)).view(len(z), 1, 1, 3)
+
+
+def test_latent_traversal_moves_one_dimension_per_row():
+    grid = latent_traversal(_CodeImage(), torch.zeros(1, 1, 3), steps=5, limit=2.0)
+    codes = torch.logit(grid.clamp(1e-6, 1 - 1e-6))[..., 0, 0, :]  # [rows, steps, dims]
+    for row in range(3):
+        assert torch.allclose(codes[row, :, row], torch.linspace(-2, 2, 5), atol=1e-4)
+        others = [d for d in range(3) if d != row]
+        assert torch.allclose(codes[row][:, others], torch.tensor([0.3, -0.7, 1.1])[others].expand(5, -1), atol=1e-4)
+
+
+def test_train_reconstruction_averages_the_last_tenth(tmp_path):
+    log = tmp_path / "train_log.jsonl"
+    log.write_text("".join(json.dumps({"step": s, "recon_loss": float(s)}) + "\n" for s in range(1, 101)))
+    assert train_reconstruction(log, 100) == pytest.approx(sum(range(91, 101)) / 10)
+
+
+def _row(method, beta, seed, dci, recon):
+    return {"method": method, "beta": beta, "seed": seed, "dci_disentanglement": dci, "mig": dci / 2, "sap": 0.0,
+            "modularity": 0.5, "recon_loss": recon}
+
+
+def test_study_statistics_by_hand():
+    rows = [_row("ada_gvae", 1.0, s, d, r) for s, (d, r) in enumerate([(0.5, 30), (0.4, 40), (0.3, 50)])]
+    rows += [_row("beta_vae", 1.0, s, d, r) for s, (d, r) in enumerate([(0.1, 30), (0.2, 40), (0.35, 35)])]
+    rows += [_row("beta_vae", 16.0, s, d, r) for s, (d, r) in enumerate([(0.45, 90), (0.2, 80), (0.1, 85)])]
+    summary = medians(rows)
+    assert [s["dci_disentanglement"] for s in summary] == [0.4, 0.2, 0.2]
+    assert bar_met(summary)
+    correlation = spearman_by_group(rows)
+    assert correlation["weak"]["rho"] == pytest.approx(-1.0)  # lower loss <-> higher DCI, perfectly ranked
+    # unsupervised: recon ranks (1,3,2,6,4,5), DCI ranks with ties (1.5,3.5,5,6,3.5,1.5); centred at 3.5:
+    # sum dx*dy = 6, sum dx^2 = 17.5, sum dy^2 = 16.5 -> rho = 6 / sqrt(17.5 * 16.5)
+    assert correlation["unsupervised"]["rho"] == pytest.approx(6 / (17.5 * 16.5) ** 0.5)
+    rows[1]["dci_disentanglement"] = 0.1  # Ada-GVAE median falls to 0.3 ... still above 0.2
+    assert bar_met(medians(rows))
+    rows[0]["dci_disentanglement"] = 0.1  # ... and now to 0.1: below beta-VAE
+    assert not bar_met(medians(rows))
+    assert "NOT met" in markdown(rows, medians(rows), correlation, [])
+
+
+def test_study_refuses_to_reuse_runs_trained_with_other_settings(tmp_path):
+    from eval.weak_study import check_same_settings
+    from training.config import save_config
+    from training.loop import resolve_config
+
+    settings = [f"output_dir={tmp_path}", "name=r", "vae.method=ada_gvae", "train.max_steps=400"]
+    save_config(resolve_config("dsprites_vae", None, None, settings), tmp_path / "config.yaml")
+    check_same_settings(tmp_path, settings)  # same settings: reused silently
+    with pytest.raises(SystemExit, match=r"train\.max_steps differ"):
+        check_same_settings(tmp_path, settings[:-1] + ["train.max_steps=500"])
+
+
+def test_vae_trains_on_converted_npz_shards_and_scores_against_the_npz(tmp_path):
+    from data.convert_dsprites import convert_npz
+    from test_dsprites import write_npz
+
+    npz = tmp_path / "dsprites_tiny.npz"
+    write_npz(npz)
+    shards = tmp_path / "shards"
+    convert_npz(npz, shards, num_train=64, num_eval=16, pairs_per_shard=8, changed_factors="random", seed=0,
+                progress=False)
+    args = vae_args(tmp_path, "npz", f"data.train_shards={shards}/train-*.tar", f"data.eval_shards={shards}/eval-*.tar",
+                    f"vae.npz={npz}", "vae.metrics=[mig]", "vae.metric_sizes={mig_num_train: 100}",
+                    "vae.quick_mig_points=32")
+    assert train_slots.main(args) == 0
+    metrics = json.loads((tmp_path / "runs" / "npz" / "metrics.json").read_text())
+    assert 0.0 <= metrics["mig"] <= 1.0 and metrics["dataset"]["train_shards"].endswith("train-*.tar")
