@@ -29,9 +29,12 @@ def hungarian_match(cost: torch.Tensor, *, maximize: bool = False) -> tuple[torc
     num_matches = min(num_rows, num_cols)
     host_cost = cost.detach().to(device="cpu", dtype=torch.float64).numpy()  # the one host transfer
     if not np.isfinite(host_cost).all():
-        bad = int((~np.isfinite(host_cost)).sum())
+        bad = ~np.isfinite(host_cost)
+        image, row, col = (int(i) for i in np.argwhere(bad)[0])
         raise ValueError(
-            f"cost contains {bad} NaN or ±inf entries (shape {tuple(cost.shape)}); "
+            f"cost contains {int(bad.sum())} NaN or ±inf entries (shape {tuple(cost.shape)}; "
+            f"{int(bad.any(axis=(1, 2)).sum())} image(s) affected, the first is image {image} at row {row}, "
+            f"column {col}: {host_cost[image, row, col]}); "
             "Hungarian matching needs finite costs - replace forbidden pairs by a large finite cost"
         )
     row_idx = np.empty((num_images, num_matches), dtype=np.int64)
@@ -40,6 +43,12 @@ def hungarian_match(cost: torch.Tensor, *, maximize: bool = False) -> tuple[torc
         for image in range(num_images):  # scipy has no batched solver
             row_idx[image], col_idx[image] = linear_sum_assignment(host_cost[image], maximize=maximize)
     return torch.from_numpy(row_idx).to(cost.device), torch.from_numpy(col_idx).to(cost.device)
+
+
+def gather_matched(cost: torch.Tensor, row_idx: torch.Tensor, col_idx: torch.Tensor) -> torch.Tensor:
+    """The costs [B, min(K, M)] of the matched pairs, batched (no Python loop), keeping `cost`'s gradient."""
+    batch = torch.arange(cost.shape[0], device=cost.device).unsqueeze(1)
+    return cost[batch, row_idx, col_idx]
 
 
 def mask_iou(pred_masks: torch.Tensor, true_masks: torch.Tensor) -> torch.Tensor:

@@ -4,13 +4,16 @@ from slots.decoder import SpatialBroadcastDecoder
 from slots.encoder import CNNEncoder, SoftPositionEmbed, coordinate_grid
 from slots.init import GaussianSlotInit
 from slots.model import SlotAutoencoder, SlotAutoencoderOutput
+from slots.set_prediction import SetPredictionOutput, SlotSetPredictor
 
 __all__ = [
     "CNNEncoder",
     "GaussianSlotInit",
     "SlotAttention",
     "SlotAutoencoder",
+    "SetPredictionOutput",
     "SlotAutoencoderOutput",
+    "SlotSetPredictor",
     "SoftPositionEmbed",
     "SpatialBroadcastDecoder",
     "coordinate_grid",

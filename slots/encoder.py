@@ -27,24 +27,44 @@ class SoftPositionEmbed(nn.Module):
 
 
 class CNNEncoder(nn.Module):
-    """Stride-1 convolutions keep one feature per pixel; then position embedding, LayerNorm and MLP."""
+    """Stride-1 convolutions keep one feature per pixel; then position embedding, LayerNorm and MLP.
 
-    def __init__(self, channels: int = 64, num_layers: int = 4, kernel_size: int = 5, in_channels: int = 3) -> None:
+    `strides` (one per layer, default all 1) lets a layer downsample, as the official set-prediction
+    encoder does: fewer features for Slot Attention to attend over; the position embedding follows the
+    feature map's size.
+    """
+
+    def __init__(self, channels: int = 64, num_layers: int = 4, kernel_size: int = 5, in_channels: int = 3,
+                 strides: tuple[int, ...] | list[int] | None = None) -> None:
         super().__init__()
+        strides = tuple(strides) if strides is not None else (1,) * num_layers
+        if len(strides) != num_layers or any(s < 1 for s in strides):
+            raise ValueError(f"strides must hold {num_layers} integers >= 1 (one per layer), got {list(strides)}")
         layers: list[nn.Module] = []
         for index in range(num_layers):
             layers += [
-                nn.Conv2d(in_channels if index == 0 else channels, channels, kernel_size, padding=kernel_size // 2),
+                nn.Conv2d(in_channels if index == 0 else channels, channels, kernel_size, stride=strides[index],
+                          padding=kernel_size // 2),
                 nn.ReLU(),
             ]
         self.convs = nn.Sequential(*layers)
+        self.strides, self.kernel_size = strides, kernel_size
         self.position = SoftPositionEmbed(channels)
         self.norm = nn.LayerNorm(channels)
         self.mlp = nn.Sequential(nn.Linear(channels, channels), nn.ReLU(), nn.Linear(channels, channels))
         self.out_dim = channels
 
+    def grid_size(self, height: int, width: int) -> tuple[int, int]:
+        """(height, width) of the output feature grid for an image of that size."""
+        pad = self.kernel_size // 2
+        for stride in self.strides:
+            height = (height + 2 * pad - self.kernel_size) // stride + 1
+            width = (width + 2 * pad - self.kernel_size) // stride + 1
+        return height, width
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Images [B, 3, H, W] -> feature set [B, H*W, C]."""
-        features = rearrange(self.convs(images), "b c h w -> b (h w) c")
-        features = features + self.position(images.shape[-2], images.shape[-1], images.device)
+        """Images [B, 3, H, W] -> feature set [B, H'*W', C] (H' = H, W' = W without strides)."""
+        feature_map = self.convs(images)
+        features = rearrange(feature_map, "b c h w -> b (h w) c")
+        features = features + self.position(feature_map.shape[-2], feature_map.shape[-1], images.device)
         return self.mlp(self.norm(features))

@@ -79,6 +79,26 @@ class EvalConfig:
 
 
 @dataclass
+class SetPredictionConfig:
+    """Options of `task: set_prediction` (slot and encoder sizes come from the model section); see
+    slots/set_prediction.py and training/set_loss.py for what each switch does and why."""
+
+    coordinate_factors: list = field(default_factory=lambda: ["x", "y"])  # regressed, in [0, 1]
+    discrete_factors: list = field(default_factory=lambda: ["shape", "colour", "scale"])  # one-hot blocks
+    head_hidden_dim: int = 64  # the per-slot MLP head: slot (+ geometry) -> head_hidden_dim -> properties
+    encoder_strides: list | None = None  # one stride per encoder layer; None: all 1
+    input_skip: bool = True  # add a linear map of the pooled input pixels to the features
+    slot_geometry: bool = True  # the head also sees each slot's attention mass, centroid and covariance
+    attention_coordinates: bool = True  # coordinates = affine(attention centroid) + the head's correction
+    loss: str = "cross_entropy"  # on matched pairs: "cross_entropy" or "huber" (the official loss)
+    huber_delta: float = 1.0
+    coordinate_weight: float = 10.0  # weight of each coordinate entry (matching cost and loss)
+    discrete_weight: float = 1.0  # ... of each one-hot entry
+    object_weight: float = 1.0  # ... of the is-object flag
+    segmentation_weight: float = 10.0  # attention segmentation loss (decoder-free, label-free); 0: off
+
+
+@dataclass
 class VAEConfig:
     """Options of `task: vae`: the dlib VAE family on single-object frame pairs (weak_supervision/)."""
 
@@ -110,6 +130,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    set_prediction: SetPredictionConfig = field(default_factory=SetPredictionConfig)
     vae: VAEConfig = field(default_factory=VAEConfig)
 
 
@@ -237,7 +258,7 @@ def load_run_config(run_dir: Path) -> RunConfig:
 
 
 __all__ = [
-    "ConfigError", "DataConfig", "EvalConfig", "ModelConfig", "RunConfig", "TrainConfig",
+    "ConfigError", "DataConfig", "EvalConfig", "ModelConfig", "RunConfig", "SetPredictionConfig", "TrainConfig",
     "VAEConfig", "build_config", "load_run_config", "load_yaml", "parse_override", "preset_path", "save_config",
     "to_dict", "validate",
 ]

@@ -4,10 +4,12 @@ from __future__ import annotations
 from training.config import ConfigError, RunConfig
 from training.tasks.base import Task
 from training.tasks.discovery import DiscoveryTask
+from training.tasks.set_prediction import SetPredictionTask
 from training.tasks.vae import VAETask
 
 TASKS: dict[str, type[Task]] = {
     DiscoveryTask.name: DiscoveryTask,
+    SetPredictionTask.name: SetPredictionTask,
     VAETask.name: VAETask,
 }
 
