@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import shutil
 import sys
 import time
 import uuid
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,7 @@ import numpy as np
 from data.errors import DataError
 from data.ground_truth import NpzDSpritesSource
 from data.pairs import ChangedFactors, ObjectFactors, SceneGenerator, parse_changed_factors
-from data.shards import MANIFEST_NAME, MIN_TRAIN_SHARDS, DatasetInfo, dataset_params, load_dataset, write_split
+from data.shards import MANIFEST_NAME, DatasetInfo, dataset_params, load_dataset, warn_if_few_shards, write_dataset
 
 
 def file_sha256(path: Path) -> str:
@@ -128,29 +126,11 @@ def convert_npz(
         return existing
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"output {out} exists and is not a dataset with these parameters; remove it or choose another")
-    num_train_shards = -(-num_train // pairs_per_shard)
-    if num_train_shards < MIN_TRAIN_SHARDS:
-        warnings.warn(
-            f"only {num_train_shards} train shards (< {MIN_TRAIN_SHARDS}): shard shuffling and "
-            "worker/rank splitting work poorly; lower pairs_per_shard"
-        )
+    warn_if_few_shards(num_train, pairs_per_shard)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".tmp-{out.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    started = time.perf_counter()
     try:
-        train = write_split(generator, staging, "train", num_train, pairs_per_shard, seed, progress, num_workers)
-        evals = write_split(generator, staging, "eval", num_eval, pairs_per_shard, seed, progress, num_workers)
-        manifest = {
-            "params": params,
-            "resolution": generator.resolution,
-            "factor_names": list(generator.factor_names),
-            "factor_sizes": generator.factor_sizes,
-            "max_objects": generator.max_objects,
-            "train_shards": [p.name for p in train],
-            "eval_shards": [p.name for p in evals],
-            "generation_seconds": round(time.perf_counter() - started, 3),
-        }
-        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        write_dataset(generator, staging, params, num_train, num_eval, pairs_per_shard, seed, progress, num_workers)
         if out.exists():
             out.rmdir()  # empty (checked above)
         os.rename(staging, out)

@@ -200,6 +200,35 @@ def _reusable(root: Path, params: dict[str, Any]) -> DatasetInfo | None:
     return info if info.manifest["params"] == params else None
 
 
+def warn_if_few_shards(num_train: int, pairs_per_shard: int) -> None:
+    num_train_shards = -(-num_train // pairs_per_shard)
+    if num_train_shards < MIN_TRAIN_SHARDS:
+        warnings.warn(
+            f"only {num_train_shards} train shards (< {MIN_TRAIN_SHARDS}): shard shuffling and "
+            "worker/rank splitting work poorly; lower pairs_per_shard"
+        )
+
+
+def write_dataset(generator: SceneGenerator, staging: Path, params: dict[str, Any], num_train: int, num_eval: int,
+                  pairs_per_shard: int, seed: int, progress: bool, num_workers: int | None) -> dict[str, Any]:
+    """Both splits and the manifest into `staging` (returns the manifest); the caller renames it into place."""
+    started = time.perf_counter()
+    train = write_split(generator, staging, "train", num_train, pairs_per_shard, seed, progress, num_workers)
+    evals = write_split(generator, staging, "eval", num_eval, pairs_per_shard, seed, progress, num_workers)
+    manifest = {
+        "params": params,
+        "resolution": generator.resolution,
+        "factor_names": list(generator.factor_names),
+        "factor_sizes": generator.factor_sizes,
+        "max_objects": generator.max_objects,
+        "train_shards": [p.name for p in train],
+        "eval_shards": [p.name for p in evals],
+        "generation_seconds": round(time.perf_counter() - started, 3),
+    }
+    (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return manifest
+
+
 def ensure_dataset(
     generator_name: str,
     generator_kwargs: dict[str, Any] | None,
@@ -227,30 +256,13 @@ def ensure_dataset(
     if final.exists():
         warnings.warn(f"dataset directory {final} is incomplete or stale; regenerating it")
         shutil.rmtree(final)
-    num_train_shards = -(-num_train // pairs_per_shard)
-    if num_train_shards < MIN_TRAIN_SHARDS:
-        warnings.warn(
-            f"only {num_train_shards} train shards (< {MIN_TRAIN_SHARDS}): shard shuffling and "
-            "worker/rank splitting work poorly; lower pairs_per_shard"
-        )
+    warn_if_few_shards(num_train, pairs_per_shard)
 
     out_root.mkdir(parents=True, exist_ok=True)
     staging = out_root / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    started = time.perf_counter()
     try:
-        train = write_split(generator, staging, "train", num_train, pairs_per_shard, seed, progress, num_workers)
-        evals = write_split(generator, staging, "eval", num_eval, pairs_per_shard, seed, progress, num_workers)
-        manifest = {
-            "params": params,
-            "resolution": generator.resolution,
-            "factor_names": list(generator.factor_names),
-            "factor_sizes": generator.factor_sizes,
-            "max_objects": generator.max_objects,
-            "train_shards": [p.name for p in train],
-            "eval_shards": [p.name for p in evals],
-            "generation_seconds": round(time.perf_counter() - started, 3),
-        }
-        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        manifest = write_dataset(generator, staging, params, num_train, num_eval, pairs_per_shard, seed, progress,
+                                 num_workers)
         try:
             os.rename(staging, final)
         except OSError:
