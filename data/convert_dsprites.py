@@ -19,10 +19,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import shutil
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,7 @@ import numpy as np
 from data.errors import DataError
 from data.ground_truth import NpzDSpritesSource
 from data.pairs import ChangedFactors, ObjectFactors, SceneGenerator, parse_changed_factors
-from data.shards import MANIFEST_NAME, DatasetInfo, dataset_params, load_dataset, warn_if_few_shards, write_dataset
+from data.shards import DatasetInfo, convert_into, dataset_params, write_dataset
 
 
 def file_sha256(path: Path) -> str:
@@ -89,17 +87,6 @@ class NpzDSprites(SceneGenerator):
         return np.repeat(mask[:, :, None] * np.uint8(255), 3, axis=2), mask  # (einops.repeat is 10x slower here)
 
 
-def _existing(out: Path, params: dict[str, Any]) -> DatasetInfo | None:
-    """A complete dataset with these parameters already at ``out``, else None."""
-    if not (out / MANIFEST_NAME).exists():
-        return None
-    try:
-        info = load_dataset(out)
-    except DataError:
-        return None
-    return info if info.manifest["params"] == params else None
-
-
 def convert_npz(
     npz: str | os.PathLike,
     out: str | os.PathLike,
@@ -120,24 +107,8 @@ def convert_npz(
     """
     generator = NpzDSprites(npz, changed_factors=changed_factors)
     params = dataset_params(generator, num_train, num_eval, pairs_per_shard, seed)
-    out = Path(out)
-    existing = _existing(out, params)
-    if existing is not None:
-        return existing
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DataError(f"output {out} exists and is not a dataset with these parameters; remove it or choose another")
-    warn_if_few_shards(num_train, pairs_per_shard)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".tmp-{out.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        write_dataset(generator, staging, params, num_train, num_eval, pairs_per_shard, seed, progress, num_workers)
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        os.rename(staging, out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return load_dataset(out)
+    return convert_into(out, params, num_train, pairs_per_shard, lambda staging: write_dataset(
+        generator, staging, params, num_train, num_eval, pairs_per_shard, seed, progress, num_workers))
 
 
 def build_parser() -> argparse.ArgumentParser:

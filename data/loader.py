@@ -211,7 +211,13 @@ def eval_batches(urls: ShardSpec, batch_size: int, resolution: int | None) -> wd
 
 
 def images_and_masks(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both frames as independent images: ([2B,3,H,W], [2B,H,W]), frame 0s first."""
+    """Both frames as independent images: ([2B,3,H,W], [2B,H,W]), frame 0s first.
+
+    A batch of static pairs (frame 1 == frame 0 everywhere, as converted single-image data sets are) gives
+    its frame 0s only ([B,3,H,W]): the same images twice would double the work and change nothing else.
+    """
+    if torch.equal(batch["frame0"], batch["frame1"]) and torch.equal(batch["mask0"], batch["mask1"]):
+        return batch["frame0"], batch["mask0"]
     images = torch.cat([batch["frame0"], batch["frame1"]], dim=0)
     masks = torch.cat([batch["mask0"], batch["mask1"]], dim=0)
     return images, masks

@@ -4,7 +4,10 @@ Accepts a directory (all ``*.tar`` in it, sorted), a glob, a brace pattern such 
 ``train-{000000..000019}.tar``, a single path, or a list of any of these. Local shards are
 checked up front (exist, non-empty, end with a tar end-of-archive marker) so a typo or a
 half-copied dataset fails at start-up with the file's name, not minutes into training.
-Remote urls (``pipe:``, ``http(s)://``, ...) are passed through unchecked.
+Remote urls are streamed by webdataset's ``gopen``: ``pipe:CMD`` (CMD writes the shard to stdout,
+e.g. ``pipe:aws s3 cp s3://bucket/train-000000.tar -``), ``http(s)://`` (through curl), ``gs://``
+(gsutil), ``hf://``, ... They are brace-expanded but not globbed, and only their scheme is checked up
+front: a scheme with no reader (``s3://``) fails at start-up with the ``pipe:`` form to use instead.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Union
 from urllib.parse import urlparse
 
 import braceexpand
+from webdataset.gopen import gopen_schemes
 
 from data.errors import DataError
 
@@ -31,6 +35,18 @@ def is_remote(url: str) -> bool:
         return True
     scheme = urlparse(url).scheme
     return len(scheme) > 1 and scheme != "file"  # one letter would be a Windows drive
+
+
+def check_remote_url(url: str) -> None:
+    """Raise DataError for a remote url that webdataset cannot open, before any training starts."""
+    if url.startswith("pipe:"):
+        if not url[len("pipe:"):].strip():
+            raise DataError(f"shard url {url!r} has no command after 'pipe:'")
+        return
+    scheme = urlparse(url).scheme
+    if scheme not in gopen_schemes:
+        example = f"pipe:aws s3 cp {url} -" if scheme == "s3" else "pipe:<command that writes the shard to stdout>"
+        raise DataError(f"shard url {url}: no reader for {scheme}:// urls; stream it through a command: '{example}'")
 
 
 def check_local_shard(path: str) -> None:
@@ -84,6 +100,8 @@ def resolve_shards(spec: ShardSpec) -> list[str]:
     if not urls:
         raise DataError(f"no shards given ({spec!r})")
     for url in urls:
-        if not is_remote(url):
+        if is_remote(url):
+            check_remote_url(url)
+        else:
             check_local_shard(url)
     return urls

@@ -21,6 +21,7 @@ import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import webdataset as wds
@@ -227,6 +228,32 @@ def write_dataset(generator: SceneGenerator, staging: Path, params: dict[str, An
     }
     (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest
+
+
+def convert_into(out: str | os.PathLike, params: dict[str, Any], num_train: int, pairs_per_shard: int,
+                 write: Callable[[Path], Any]) -> DatasetInfo:
+    """A converter's output directory: reused if it already holds a dataset with these parameters, refused
+    if it holds anything else, else filled by ``write(staging)`` in a temporary sibling that is renamed into
+    place when complete, so an interrupted conversion never leaves something that looks finished."""
+    out = Path(out)
+    existing = _reusable(out, params)
+    if existing is not None:
+        return existing
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DataError(f"output {out} exists and is not a dataset with these parameters; remove it or choose another")
+    warn_if_few_shards(num_train, pairs_per_shard)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".tmp-{out.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        write(staging)
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        os.rename(staging, out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return load_dataset(out)
 
 
 def ensure_dataset(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import tarfile
 import zlib
 from collections.abc import Iterable, Iterator
-from contextlib import closing
+from contextlib import suppress
 from typing import Any
 
 import webdataset as wds
@@ -46,23 +46,45 @@ def _open_shard(url: str):
         raise DataError(f"cannot open shard {url}: {error}") from None
 
 
-def tar_members(url: str) -> Iterator[dict[str, Any]]:
-    """Every regular file of one shard as ``{"fname", "data", "__url__"}``, strictly."""
+def _close_shard(stream: Any, url: str) -> None:
+    """Close a shard; a ``pipe:`` command (curl, aws, cat, ...) that failed reports here, by its exit status."""
+    try:
+        stream.close()
+    except OSError:
+        status = getattr(stream, "status", None)
+        raise DataError(f"shard {url}: the command that streams it failed (exit status {status})") from None
+
+
+def _read_members(stream: Any, url: str) -> Iterator[dict[str, Any]]:
     count = 0
-    with closing(_open_shard(url)) as stream:
-        try:
-            archive = tarfile.open(fileobj=stream, mode="r|*", tarinfo=_StrictTarInfo)
-            for member in archive:
-                if not member.isreg():
-                    continue
-                data = archive.extractfile(member).read()  # type: ignore[union-attr]
-                count += 1
-                yield {"fname": member.name, "data": data, "__url__": url}
-                archive.members = []  # stream mode: do not accumulate TarInfos
-        except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
-            raise DataError(f"shard {url} is not a readable tar (corrupt or truncated): {error}") from None
+    try:
+        archive = tarfile.open(fileobj=stream, mode="r|*", tarinfo=_StrictTarInfo)
+        for member in archive:
+            if not member.isreg():
+                continue
+            data = archive.extractfile(member).read()  # type: ignore[union-attr]
+            count += 1
+            yield {"fname": member.name, "data": data, "__url__": url}
+            archive.members = []  # stream mode: do not accumulate TarInfos
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
+        raise DataError(f"shard {url} is not a readable tar (corrupt or truncated): {error}") from None
     if count == 0:
         raise DataError(f"shard {url} contains no files (expected samples with keys frame0.png, ...)")
+
+
+def tar_members(url: str) -> Iterator[dict[str, Any]]:
+    """Every regular file of one shard as ``{"fname", "data", "__url__"}``, strictly."""
+    stream = _open_shard(url)
+    try:
+        yield from _read_members(stream, url)
+    except DataError:
+        _close_shard(stream, url)  # a failed download explains an unreadable stream better than the tar error
+        raise
+    except BaseException:  # the consumer stopped early (GeneratorExit) or was interrupted
+        with suppress(OSError):
+            stream.close()
+        raise
+    _close_shard(stream, url)
 
 
 def expand_shards(urls: Iterable[Any]) -> Iterator[dict[str, Any]]:

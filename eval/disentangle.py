@@ -10,7 +10,6 @@ laptop CPU), so they are computed here, on demand. Scores are merged into the ru
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -31,24 +30,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from data import DataError
     from eval.disentanglement import MetricInputError, evaluate_all
-    from training.build import load_weights
-    from training.checkpoint import list_checkpoints
-    from training.config import ConfigError, load_run_config
-    from training.tasks import make_task
+    from eval.run_loading import load_trained_run, merge_metrics
+    from training.config import ConfigError
 
     try:
-        if not (args.run / "config.yaml").is_file():
-            raise ConfigError(f"{args.run} is not a run directory (no config.yaml)")
-        config = load_run_config(args.run)
-        if config.task != "vae":
-            raise ConfigError(f"{args.run} is a '{config.task}' run; disentanglement metrics score 'vae' runs")
-        checkpoint = args.checkpoint or (list_checkpoints(args.run) or [None])[-1]
-        if checkpoint is None:
-            raise ConfigError(f"{args.run} has no checkpoints yet")
-        task = make_task(config)
-        model = task.build_model()
-        load_weights(model, checkpoint)
-        model.eval()
+        trained = load_trained_run(args.run, args.checkpoint, tasks=["vae"])
+        config, task, model, checkpoint = trained.config, trained.task, trained.model, trained.checkpoint
         start = time.time()
         scores = evaluate_all(task.source, task.representation_fn(model),
                               np.random.default_rng(config.vae.metric_seed if args.seed is None else args.seed),
@@ -57,10 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, FileNotFoundError, MetricInputError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    metrics_path = args.run / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    metrics.update(scores)
-    metrics_path.write_text(json.dumps(metrics, indent=2))
+    metrics_path = merge_metrics(args.run, scores)
     width = max(map(len, scores))
     print("\n".join(f"{key:<{width}}  {value:.4f}" for key, value in scores.items()))
     print(f"checkpoint {checkpoint}; {(time.time() - start) / 60:.1f} min; merged into {metrics_path}")

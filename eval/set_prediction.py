@@ -16,6 +16,7 @@ from typing import Iterable
 import torch
 
 from data.properties import PropertyLayout, object_targets
+from eval.run_loading import load_trained_run, positive_int
 from eval.set_prediction_ap import THRESHOLDS, average_precision, threshold_key
 
 AP_KEYS = tuple(threshold_key(t) for t in THRESHOLDS)
@@ -138,42 +139,24 @@ def write_sweep(rows: list[dict], out_dir: Path, train_slots: int | None = None)
     return csv_path, png_path
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True, help="run directory of a set-prediction run")
-    parser.add_argument("--num-slots", type=_positive_int, nargs="+", default=[2, 3, 4, 5, 6, 8])
-    parser.add_argument("--iterations", type=_positive_int, nargs="+", default=None,
+    parser.add_argument("--num-slots", type=positive_int, nargs="+", default=[2, 3, 4, 5, 6, 8])
+    parser.add_argument("--iterations", type=positive_int, nargs="+", default=None,
                         help="iteration counts (default: the training value)")
     parser.add_argument("--checkpoint", type=Path, help="a checkpoint directory (default: the run's latest)")
-    parser.add_argument("--max-images", type=_positive_int, help="evaluate on the first N eval images only")
+    parser.add_argument("--max-images", type=positive_int, help="evaluate on the first N eval images only")
     parser.add_argument("--out", type=Path, help="where to write the CSV and plot (default: the run directory)")
     args = parser.parse_args(argv)
 
     from data import DataError, eval_batches
-    from training.build import dataset_urls, load_weights
-    from training.checkpoint import list_checkpoints
-    from training.config import ConfigError, load_run_config
-    from training.tasks import make_task
+    from training.build import dataset_urls
+    from training.config import ConfigError
 
     try:
-        if not (args.run / "config.yaml").is_file():
-            raise ConfigError(f"{args.run} is not a run directory (no config.yaml)")
-        config = load_run_config(args.run)
-        if config.task != "set_prediction":
-            raise ConfigError(f"{args.run} is a '{config.task}' run, not a set_prediction run")
-        checkpoint = args.checkpoint or (list_checkpoints(args.run) or [None])[-1]
-        if checkpoint is None:
-            raise ConfigError(f"{args.run} has no checkpoints yet")
-        task = make_task(config)
-        model = task.build_model()
-        load_weights(model, checkpoint)
+        trained = load_trained_run(args.run, args.checkpoint, tasks=["set_prediction"])
+        config, task, model, checkpoint = trained.config, trained.task, trained.model, trained.checkpoint
         _, eval_urls, _ = dataset_urls(config, progress=False)
         eval_set = load_property_eval_set(eval_batches(eval_urls, config.eval.batch_size, config.data.resolution),
                                           task.layout, args.max_images)

@@ -17,6 +17,7 @@ import torch
 
 from eval.discovery import evaluate_discovery, load_eval_set
 from eval.plots import plot_slot_sweep
+from eval.run_loading import load_trained_run, positive_int
 
 COLUMNS = ("num_slots", "num_iterations", "fg_ari", "ari", "mbo", "miou")
 
@@ -59,42 +60,25 @@ def write_sweep(rows: list[dict], out_dir: Path, train_slots: int | None = None)
     return csv_path, png_path
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True, help="run directory written by train_slots.py")
-    parser.add_argument("--num-slots", type=_positive_int, nargs="+", default=[2, 3, 4, 5, 6, 8])
-    parser.add_argument("--iterations", type=_positive_int, nargs="+", default=None,
+    parser.add_argument("--num-slots", type=positive_int, nargs="+", default=[2, 3, 4, 5, 6, 8])
+    parser.add_argument("--iterations", type=positive_int, nargs="+", default=None,
                         help="iteration counts (default: the training value)")
     parser.add_argument("--checkpoint", type=Path, help="a checkpoint directory (default: the run's latest)")
-    parser.add_argument("--max-images", type=_positive_int, help="evaluate on the first N eval images only")
+    parser.add_argument("--max-images", type=positive_int, help="evaluate on the first N eval images only")
     parser.add_argument("--out", type=Path, help="where to write the CSV and plot (default: the run directory)")
     parser.add_argument("--seed", type=int, default=None, help="slot-initialisation seed (default: the run's eval seed)")
     args = parser.parse_args(argv)
 
     from data import DataError, eval_batches
-    from training.build import build_model, dataset_urls, load_weights
-    from training.checkpoint import list_checkpoints
-    from training.config import ConfigError, load_run_config
+    from training.build import dataset_urls
+    from training.config import ConfigError
 
     try:
-        if not (args.run / "config.yaml").is_file():
-            raise ConfigError(f"{args.run} is not a run directory (no config.yaml)")
-        config = load_run_config(args.run)
-        checkpoint = args.checkpoint
-        if checkpoint is None:
-            checkpoints = list_checkpoints(args.run)
-            if not checkpoints:
-                raise ConfigError(f"{args.run} has no checkpoints yet")
-            checkpoint = checkpoints[-1]
-        model = build_model(config)
-        load_weights(model, checkpoint)
+        trained = load_trained_run(args.run, args.checkpoint, tasks=["discovery", "dinosaur", "weak_slots"])
+        config, model, checkpoint = trained.config, trained.model, trained.checkpoint
         _, eval_urls, _ = dataset_urls(config, progress=False)
         eval_set = load_eval_set(
             eval_batches(eval_urls, config.eval.batch_size, resolution=config.data.resolution), args.max_images

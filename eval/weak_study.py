@@ -5,15 +5,12 @@ DCI disentanglement within the weak and within the unsupervised models (the pape
 
     python -m eval.weak_study --out results/weak_study --seeds 0,1,2 [train.max_steps=1500 ...]
 
-Each run is `train_slots.py --preset dsprites_vae` in its own process; runs that already wrote
-metrics.json are reused, so an interrupted study continues where it stopped.
+Each run is `train_slots.py --preset dsprites_vae` in its own process (see `eval.study_runner`): an
+interrupted study continues where it stopped, and starting the same command several times trains several
+runs at once; the last process to finish writes the full table.
 """
 from __future__ import annotations
 
-import argparse
-import csv
-import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,7 +18,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-ROOT = Path(__file__).resolve().parent.parent
+from eval.study_runner import PlannedRun, ensure_run, read_metrics, study_parser, write_results
+
 #: (method, beta) of the study: the paper's weak methods and beta-VAE at three strengths.
 SETTINGS = (("ada_gvae", 1.0), ("ada_mlvae", 1.0), ("beta_vae", 1.0), ("beta_vae", 4.0), ("beta_vae", 16.0))
 WEAK_METHODS = ("ada_gvae", "ada_mlvae", "gvae", "mlvae")
@@ -37,44 +35,14 @@ def run_name(method: str, beta: float, seed: int) -> str:
     return f"{method}-beta{beta:g}-seed{seed}"
 
 
-def train_run(out: Path, method: str, beta: float, seed: int, overrides: list[str]) -> dict:
-    """Train and score one model (or reuse its finished metrics.json)."""
-    run_dir = out / "runs" / run_name(method, beta, seed)
-    metrics_path = run_dir / "metrics.json"
-    settings = [f"output_dir={out / 'runs'}", f"name={run_dir.name}", f"vae.method={method}", f"vae.beta={beta}",
-                f"train.seed={seed}", f"vae.metrics={STUDY_METRICS}", *overrides]
-    if (run_dir / "config.yaml").is_file():
-        check_same_settings(run_dir, settings)
-    if not metrics_path.is_file():
-        command = [sys.executable, str(ROOT / "train_slots.py"), "--preset", "dsprites_vae", *settings]
-        if (run_dir / "config.yaml").is_file():  # interrupted mid-training: continue it exactly
-            command = [sys.executable, str(ROOT / "train_slots.py"), "--resume", str(run_dir)]
-        print(f"[study] {run_dir.name}", flush=True)
-        subprocess.run(command, check=True, cwd=ROOT)
-    metrics = json.loads(metrics_path.read_text())
+def planned_run(method: str, beta: float, seed: int, overrides: list[str]) -> PlannedRun:
+    return PlannedRun(run_name(method, beta, seed), "dsprites_vae",
+                      (f"vae.method={method}", f"vae.beta={beta}", f"train.seed={seed}",
+                       f"vae.metrics={STUDY_METRICS}", *overrides))
+
+
+def row(metrics: dict) -> dict:
     return {key: metrics.get("train_recon_loss") if key == "recon_loss" else metrics.get(key) for key in COLUMNS}
-
-
-def check_same_settings(run_dir: Path, settings: list[str]) -> None:
-    """A study reuses finished runs only if they were trained with exactly the settings asked for now."""
-    from dataclasses import asdict
-
-    from training.config import load_run_config
-    from training.loop import resolve_config
-
-    def flat(values: dict) -> dict:
-        return {f"{section}.{key}" if isinstance(inner, dict) else section: value
-                for section, inner in values.items()
-                for key, value in (inner.items() if isinstance(inner, dict) else [(section, inner)])}
-
-    expected = flat(asdict(resolve_config("dsprites_vae", None, None, settings)))
-    actual = flat(asdict(load_run_config(run_dir)))
-    unused = ("model.", "set_prediction.")  # sections the VAE task does not read
-    different = sorted(key for key in expected
-                       if key in actual and not key.startswith(unused) and expected[key] != actual[key])
-    if different:
-        raise SystemExit(f"error: {run_dir} was trained with other settings ({', '.join(different)} differ); "
-                         "use another --out or the same overrides")
 
 
 def spearman_by_group(rows: list[dict]) -> dict[str, dict]:
@@ -151,31 +119,26 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("runs/weak_study"))
-    parser.add_argument("--seeds", type=lambda text: [int(v) for v in text.split(",")], default=[0, 1, 2],
-                        help="comma-separated training seeds (default: 0,1,2)")
-    parser.add_argument("--finished-only", action="store_true",
-                        help="train nothing: summarise the runs that have finished so far")
-    parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="applied to every run")
+    parser = study_parser(__doc__, "runs/weak_study")
     args = parser.parse_args(argv)
     start = time.time()
-    plan = [(method, beta, seed) for seed in args.seeds for method, beta in SETTINGS]
+    plan = [planned_run(method, beta, seed, args.overrides) for seed in args.seeds for method, beta in SETTINGS]
     if args.finished_only:
-        plan = [p for p in plan if (args.out / "runs" / run_name(*p) / "metrics.json").is_file()]
+        plan = [run for run in plan if read_metrics(args.out, run) is not None]
         if not plan:
             raise SystemExit(f"error: no finished runs under {args.out / 'runs'}")
-    rows = [train_run(args.out, method, beta, seed, args.overrides) for method, beta, seed in plan]
+    for run in plan:
+        ensure_run(args.out, run)
+    # Runs other processes held may have finished meanwhile: read every metrics.json now.
+    finished = [metrics for metrics in (read_metrics(args.out, run) for run in plan) if metrics is not None]
+    rows = [row(metrics) for metrics in finished]
+    if len(rows) < len(plan):
+        print(f"[study] {len(plan) - len(rows)} run(s) still training in other processes: the table below "
+              "leaves them out; the last process to finish writes the full one", flush=True)
+    if not rows:
+        return 0
     summary, correlation = medians(rows), spearman_by_group(rows)
-    args.out.mkdir(parents=True, exist_ok=True)
-    with (args.out / "results.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    table = markdown(rows, summary, correlation, args.overrides)
-    (args.out / "results.md").write_text(table)
-    plot(rows, args.out / "results.png")
-    print(table + f"wrote {args.out / 'results.csv'}, results.md, results.png in {(time.time() - start) / 60:.1f} min")
+    write_results(args.out, rows, COLUMNS, markdown(rows, summary, correlation, args.overrides), plot, start)
     return 0
 
 

@@ -68,3 +68,32 @@ class CNNEncoder(nn.Module):
         features = rearrange(feature_map, "b c h w -> b (h w) c")
         features = features + self.position(feature_map.shape[-2], feature_map.shape[-1], images.device)
         return self.mlp(self.norm(features))
+
+
+class BackboneEncoder(nn.Module):
+    """A pretrained backbone's tokens -> the feature set Slot Attention attends to (LayerNorm + MLP, as
+    after the CNN). A CNN's feature map also gets our soft position embedding, since convolutions keep no
+    absolute position; a ViT's tokens already carry its own position embedding.
+
+    `encode` also returns the raw tokens: DINOSAUR reconstructs them.
+    """
+
+    def __init__(self, backbone: nn.Module, channels: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        dim = backbone.out_dim
+        self.position = None if backbone.is_vit else SoftPositionEmbed(dim)
+        self.norm = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, channels), nn.ReLU(), nn.Linear(channels, channels))
+        self.out_dim = channels
+
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images [B, 3, H, W] in [-1, 1] -> (backbone tokens [B, N, C_backbone], features [B, N, channels])."""
+        tokens = self.backbone(images)
+        features = tokens
+        if self.position is not None:
+            features = features + self.position(*self.backbone.grid, images.device).to(tokens.dtype)
+        return tokens, self.mlp(self.norm(features))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encode(images)[1]

@@ -288,6 +288,11 @@ def test_train_batches_format(shard_dir: Path) -> None:
     images, masks = images_and_masks(batch)
     assert images.shape == (8, 3, 32, 32) and masks.shape == (8, 32, 32)
     assert torch.equal(images[4:], batch["frame1"]) and torch.equal(masks[:4], batch["mask0"])
+    static = {**batch, "frame1": batch["frame0"].clone(), "mask1": batch["mask0"].clone()}
+    images, masks = images_and_masks(static)  # static pairs (converted single images): each image once
+    assert torch.equal(images, batch["frame0"]) and torch.equal(masks, batch["mask0"])
+    static["mask1"][0, 0, 0] += 1  # same pixels but other ids: not static, both frames kept
+    assert images_and_masks(static)[0].shape[0] == 8
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])

@@ -190,3 +190,12 @@ def test_default_run_configuration_is_pinned():
         "grad_clip": 1.0, "seed": 0,
     }
     assert config["eval"]["sweep_slots"] == [2, 3, 4, 5, 6, 8]
+
+
+def test_task_registry_names_match_and_unknown_tasks_are_refused():
+    from training.config import ConfigError
+    from training.tasks import TASKS, task_class
+
+    assert all(task_class(name).name == name for name in TASKS)
+    with pytest.raises(ConfigError, match="unknown task 'nope'; known tasks: discovery"):
+        task_class("nope")

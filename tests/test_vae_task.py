@@ -120,15 +120,16 @@ def test_study_statistics_by_hand():
 
 
 def test_study_refuses_to_reuse_runs_trained_with_other_settings(tmp_path):
-    from eval.weak_study import check_same_settings
+    from eval.study_runner import check_same_settings
     from training.config import save_config
     from training.loop import resolve_config
 
     settings = [f"output_dir={tmp_path}", "name=r", "vae.method=ada_gvae", "train.max_steps=400"]
     save_config(resolve_config("dsprites_vae", None, None, settings), tmp_path / "config.yaml")
-    check_same_settings(tmp_path, settings)  # same settings: reused silently
+    check_same_settings(tmp_path, "dsprites_vae", settings)  # same settings: reused silently
+    check_same_settings(tmp_path, "dsprites_vae", settings + ["model.num_slots=3"])  # a section vae ignores
     with pytest.raises(SystemExit, match=r"train\.max_steps differ"):
-        check_same_settings(tmp_path, settings[:-1] + ["train.max_steps=500"])
+        check_same_settings(tmp_path, "dsprites_vae", settings[:-1] + ["train.max_steps=500"])
 
 
 def test_vae_trains_on_converted_npz_shards_and_scores_against_the_npz(tmp_path):
@@ -146,3 +147,19 @@ def test_vae_trains_on_converted_npz_shards_and_scores_against_the_npz(tmp_path)
     assert train_slots.main(args) == 0
     metrics = json.loads((tmp_path / "runs" / "npz" / "metrics.json").read_text())
     assert 0.0 <= metrics["mig"] <= 1.0 and metrics["dataset"]["train_shards"].endswith("train-*.tar")
+
+
+def test_study_skips_a_run_another_process_holds(tmp_path, monkeypatch):
+    import subprocess
+
+    from eval.study_runner import ensure_run, run_lock
+    from eval.weak_study import planned_run
+
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("a held run must not be trained"))
+    with run_lock(tmp_path, "ada_gvae-beta1-seed0") as held:
+        assert held
+        with run_lock(tmp_path, "ada_gvae-beta1-seed0") as held_again:  # another open file: another holder
+            assert not held_again
+        assert ensure_run(tmp_path, planned_run("ada_gvae", 1.0, 0, [])) is None
+    with run_lock(tmp_path, "ada_gvae-beta1-seed0") as held:  # released when its holder let go
+        assert held

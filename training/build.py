@@ -2,21 +2,63 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from data import GENERATORS, ensure_dataset, resolve_shards
-from slots import SlotAutoencoder
+from slots import BackboneEncoder, BackboneError, DinosaurAutoencoder, SlotAutoencoder, TimmBackbone
+from slots.backbone_weights import how_to_provide
 from training.config import ConfigError, RunConfig
 
 WEIGHTS_FILE = "model.safetensors"
 
 
-def build_model(config: RunConfig) -> SlotAutoencoder:
+def build_model(config: RunConfig) -> nn.Module:
+    """The object-discovery model of a run: DINOSAUR for `task: dinosaur`, else the pixel autoencoder (with
+    the CNN encoder, or a timm backbone when backbone.name is set)."""
     resolution = (config.data.resolution, config.data.resolution)
-    return SlotAutoencoder(resolution=resolution, **asdict(config.model))
+    model = config.model
+    if config.task == "dinosaur":
+        return DinosaurAutoencoder(
+            build_backbone_encoder(config), resolution, num_slots=model.num_slots,
+            num_iterations=model.num_iterations, slot_dim=model.slot_dim, mlp_hidden_dim=model.mlp_hidden_dim,
+            decoder_hidden_dim=config.dinosaur.decoder_hidden_dim, decoder_layers=config.dinosaur.decoder_layers,
+            implicit_grad=model.implicit_grad,
+        )
+    encoder = build_backbone_encoder(config) if config.backbone.name is not None else None
+    return SlotAutoencoder(resolution=resolution, **asdict(model), encoder=encoder)
+
+
+def check_backbone_weights(config: RunConfig) -> None:
+    """Refuse pretrained weights without a local file, or a file that is not there, before any data work."""
+    options = config.backbone
+    if not options.pretrained:
+        return
+    if options.weights is None:
+        raise ConfigError(f"backbone.pretrained is true but backbone.weights is not set (weights are never "
+                          f"downloaded at run time); {how_to_provide(options.name)}")
+    if not Path(options.weights).expanduser().is_file():
+        raise ConfigError(f"backbone weights file not found: {options.weights}; {how_to_provide(options.name)}")
+
+
+def build_backbone_encoder(config: RunConfig) -> BackboneEncoder:
+    """The configured timm backbone (weights from the local file only) + LayerNorm/MLP to
+    model.encoder_channels; every backbone problem becomes a one-line ConfigError."""
+    options = config.backbone
+    check_backbone_weights(config)
+    try:
+        backbone = TimmBackbone(options.name, options.image_size or config.data.resolution,
+                                weights=options.weights, frozen=options.frozen, feature_index=options.feature_index)
+    except BackboneError as error:
+        raise ConfigError(str(error)) from None
+    if not options.pretrained and options.frozen:
+        warnings.warn(f"backbone '{options.name}' is frozen with random weights (backbone.pretrained=false): "
+                      "its features are a smoke test, not a representation to learn objects from", stacklevel=2)
+    return BackboneEncoder(backbone, config.model.encoder_channels)
 
 
 def dataset_urls(config: RunConfig, progress: bool = True) -> tuple[list[str], list[str], dict]:

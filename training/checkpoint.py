@@ -30,13 +30,14 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
 
 
 def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, keep: int) -> Path:
-    """Every process calls this (each saves its own RNG state); only the main process renames and prunes."""
+    """Every process calls this (each saves its own RNG state); only the main process creates, renames and
+    prunes directories. With several machines, the run directory must be on storage they share."""
     root = checkpoint_dir(run_dir)
     final = root / f"{PREFIX}{step:08d}"
     staging = root / f".incomplete_{PREFIX}{step:08d}"
     if accelerator.is_main_process:
-        root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)  # before the others arrive: they add only their own RNG state to it
     accelerator.wait_for_everyone()
     accelerator.save_state(str(staging))
     accelerator.wait_for_everyone()

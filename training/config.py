@@ -122,6 +122,43 @@ class VAEConfig:
 
 
 @dataclass
+class BackboneConfig:
+    """A timm model as the encoder (slots/backbone.py), for `task: discovery` and `task: dinosaur`.
+    `name: null` keeps the convolutional encoder of the model section. Weights come only from a local file."""
+
+    name: str | None = None  # timm model name, e.g. vit_small_patch16_224.dino, resnet18.a1_in1k
+    pretrained: bool = True  # load `weights` (then required); false: random weights, a smoke test only
+    weights: str | None = None  # local .safetensors / .pth state dict of the timm model; nothing is downloaded
+    frozen: bool = True  # no gradient, eval mode, not in the optimiser (DINOSAUR needs it frozen)
+    image_size: int | None = None  # square size the backbone sees (images are resized); None: data.resolution
+    feature_index: int | None = None  # CNNs: which feature stage (timm out_indices); None: the last
+
+
+@dataclass
+class DinosaurConfig:
+    """Options of `task: dinosaur` (backbone in the backbone section, slots in the model section; the
+    width of the MLP on the backbone features is model.encoder_channels)."""
+
+    decoder_hidden_dim: int = 1024  # the per-slot MLP decoder's hidden width (DINOSAUR: 1024 / 2048)
+    decoder_layers: int = 4  # its linear layers (DINOSAUR: 4)
+
+
+@dataclass
+class WeakSlotsConfig:
+    """Per-object weak supervision (task weak_slots): a slot VAE trained on frame pairs."""
+
+    method: str = "ada_gvae"  # ada_gvae | ada_mlvae (matched slots share dims) | slot_vae (no pairing: baseline)
+    beta: float = 1.0
+    latent_dim: int = 10  # Gaussian latent per slot; its mean is the per-object representation
+    correspondence: str = "init"  # init | init_hungarian | hungarian: how frame 1's slots follow frame 0's
+    share_floor: float = 0.1  # nats: a dimension this close in a slot pair is always shared (0: the paper's rule)
+    recon_sigma: float = 0.1  # pixel std of the Gaussian likelihood (images in [-1, 1])
+    object_metrics: list = field(default_factory=lambda: ["dci", "mig", "sap", "modularity"])
+    dci_importance_model: str = "random_forest"
+    metric_seed: int = 0
+
+
+@dataclass
 class RunConfig:
     task: str = "discovery"  # the kind of run: see training/tasks
     name: str | None = None
@@ -132,6 +169,9 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     set_prediction: SetPredictionConfig = field(default_factory=SetPredictionConfig)
     vae: VAEConfig = field(default_factory=VAEConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    dinosaur: DinosaurConfig = field(default_factory=DinosaurConfig)
+    weak_slots: WeakSlotsConfig = field(default_factory=WeakSlotsConfig)
 
 
 def _field_type(cls: type, name: str) -> Any:
@@ -242,6 +282,29 @@ def validate(config: RunConfig) -> None:
     for key in ("batch_size", "max_steps"):
         if getattr(config.train, key) < 1:
             raise ConfigError(f"train.{key} must be >= 1, got {getattr(config.train, key)}")
+    validate_backbone(config)
+
+
+def validate_backbone(config: RunConfig) -> None:
+    """Backbone and DINOSAUR options that contradict each other or the task."""
+    backbone = config.backbone
+    if backbone.name is not None and config.task not in ("discovery", "dinosaur"):
+        raise ConfigError(f"backbone.name is used by task discovery or dinosaur, not '{config.task}': leave it unset")
+    if backbone.image_size is not None and backbone.image_size < 1:
+        raise ConfigError(f"backbone.image_size must be >= 1, got {backbone.image_size}")
+    if backbone.feature_index is not None and backbone.feature_index < 0:
+        raise ConfigError(f"backbone.feature_index must be >= 0, got {backbone.feature_index}")
+    if backbone.weights is not None and not backbone.pretrained:
+        raise ConfigError("backbone.weights is set but backbone.pretrained is false: drop one of the two")
+    if config.task == "dinosaur":
+        if backbone.name is None:
+            raise ConfigError("task dinosaur reconstructs a backbone's features: set backbone.name (a timm model)")
+        if not backbone.frozen:
+            raise ConfigError("task dinosaur reconstructs the frozen backbone's features (a trained one can collapse "
+                              "them): set backbone.frozen=true")
+        for key in ("decoder_hidden_dim", "decoder_layers"):
+            if getattr(config.dinosaur, key) < 1:
+                raise ConfigError(f"dinosaur.{key} must be >= 1, got {getattr(config.dinosaur, key)}")
 
 
 def to_dict(config: RunConfig) -> dict:
@@ -258,7 +321,7 @@ def load_run_config(run_dir: Path) -> RunConfig:
 
 
 __all__ = [
-    "ConfigError", "DataConfig", "EvalConfig", "ModelConfig", "RunConfig", "SetPredictionConfig", "TrainConfig",
-    "VAEConfig", "build_config", "load_run_config", "load_yaml", "parse_override", "preset_path", "save_config",
-    "to_dict", "validate",
+    "BackboneConfig", "ConfigError", "DataConfig", "DinosaurConfig", "EvalConfig", "ModelConfig", "RunConfig",
+    "SetPredictionConfig", "TrainConfig", "VAEConfig", "build_config", "load_run_config", "load_yaml",
+    "parse_override", "preset_path", "save_config", "to_dict", "validate",
 ]

@@ -4,13 +4,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
 import torch
 from accelerate import Accelerator, PartialState
-from accelerate.utils import broadcast_object_list, set_seed
+from accelerate.utils import broadcast_object_list, parse_flag_from_env, set_seed
+from torch import nn
 from tqdm.auto import tqdm
 
 from data import train_batches
@@ -19,7 +20,7 @@ from training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoi
 from training.config import (ConfigError, RunConfig, build_config, load_yaml, parse_override, preset_path,
                              save_config)
 from training.schedule import warmup_exponential_decay
-from training.tasks import make_task
+from training.tasks import Task, make_task
 
 
 def resolve_config(preset: str, config_file: Path | None, resume: Path | None, overrides: list[str]) -> RunConfig:
@@ -33,6 +34,22 @@ def resolve_config(preset: str, config_file: Path | None, resume: Path | None, o
     return build_config(sources + [parse_override(text) for text in overrides])
 
 
+@dataclass
+class TrainResult:
+    """What a finished run leaves in memory on every process (the files are on the main process only)."""
+
+    run_dir: Path
+    steps: int
+    model: nn.Module  # unwrapped: identical on every process after data-parallel training
+
+
+def wants_cpu() -> bool:
+    """`accelerate launch --cpu` (or ACCELERATE_USE_CPU=1 under torchrun) asks for gloo processes on the CPU.
+    PartialState does not read this variable itself, only AcceleratorState does, so without it a CPU-only
+    torchrun launch would come up unconnected."""
+    return parse_flag_from_env("ACCELERATE_USE_CPU")
+
+
 def check_launch(state: PartialState) -> None:
     """Refuse launches that would silently train independent copies instead of one distributed model."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -40,7 +57,8 @@ def check_launch(state: PartialState) -> None:
         raise ConfigError(
             f"{world_size} processes were launched but they are not connected (Accelerate found "
             f"{state.distributed_type.value}; GPU visible: {torch.cuda.is_available()}); a MULTI_GPU "
-            "config needs GPUs: use distributed_type: \"MULTI_CPU\" or num_processes: 1 on this machine"
+            "config needs GPUs: use num_processes: 1 on this machine, or for several CPU processes "
+            f"ACCELERATE_USE_CPU=1 torchrun --nproc_per_node {world_size} train_slots.py"
         )
 
 
@@ -96,14 +114,57 @@ def append_jsonl(path: Path, record: dict) -> None:
         handle.write(json.dumps(record) + "\n")
 
 
+def mean_over_processes(accelerator: Accelerator, values: dict[str, torch.Tensor | float]) -> dict[str, float]:
+    """Scalars averaged over every process (each saw its own part of the global batch). A collective:
+    every process must call it at the same steps."""
+    if not values:
+        return {}
+    stacked = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=accelerator.device).detach().reshape(())
+                           for v in values.values()])
+    return dict(zip(values, accelerator.reduce(stacked, reduction="mean").tolist()))
+
+
 def run(preset: str, config_file: Path | None, resume: Path | None, overrides: list[str], start_time: float) -> Path:
+    """Train, evaluate and report; returns the run directory."""
+    return train(preset, config_file, resume, overrides, start_time).run_dir
+
+
+class TrainingStep(nn.Module):
+    """The task's loss computed inside `forward`, the module handed to `accelerator.prepare`.
+
+    DistributedDataParallel synchronises gradients only for work done inside its forward; tasks that call
+    their model's parts (a VAE and its discriminator, a slot VAE refining both frames of a pair) would
+    otherwise train unsynchronised copies on each rank, and mixed precision would not cover them. The
+    state dict is the model's own, so checkpoints keep the model's keys.
+    """
+
+    def __init__(self, task: Task, model: nn.Module) -> None:
+        super().__init__()
+        self.task, self.model = task, model
+
+    def forward(self, batch: dict, step: int, device: torch.device) -> tuple[torch.Tensor, dict]:
+        return self.task.training_loss(self.model, batch, step, device)
+
+    def state_dict(self, *args, **kwargs) -> dict:
+        return self.model.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        return self.model.load_state_dict(state_dict, strict=strict, assign=assign)
+
+
+def train(preset: str, config_file: Path | None, resume: Path | None, overrides: list[str], start_time: float
+          ) -> TrainResult:
+    """The whole run on this process. Every process trains the same model on its share of the shards; only
+    the main process writes files (config, logs, TensorBoard, checkpoints but each process's RNG state,
+    metrics and pictures)."""
     config = resolve_config(preset, config_file, resume, overrides)
     task = make_task(config)
-    state = PartialState()
+    state = PartialState(cpu=wants_cpu())
     check_launch(state)
     set_cpu_threads(state, config.train.cpu_threads)
     run_dir = decide_run_dir(state, config, preset, resume)
-    accelerator = Accelerator(log_with="tensorboard", project_dir=str(run_dir), step_scheduler_with_optimizer=False)
+    accelerator = Accelerator(cpu=wants_cpu(), log_with="tensorboard", project_dir=str(run_dir),
+                              step_scheduler_with_optimizer=False)
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.yaml")
@@ -116,7 +177,7 @@ def run(preset: str, config_file: Path | None, resume: Path | None, overrides: l
     model = task.build_model()
     optimizer = torch.optim.Adam(task.param_groups(model), lr=config.train.learning_rate)
     scheduler = warmup_exponential_decay(optimizer, config.train.warmup_steps, config.train.decay_steps)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    training_step, optimizer, scheduler = accelerator.prepare(TrainingStep(task, model), optimizer, scheduler)
     start_step = 0
     if resume is not None and list_checkpoints(run_dir):
         start_step = load_checkpoint(accelerator, list_checkpoints(run_dir)[-1])
@@ -136,24 +197,24 @@ def run(preset: str, config_file: Path | None, resume: Path | None, overrides: l
     train_start = time.time()
     step = start_step
     while step < config.train.max_steps:
-        loss, logs = task.training_loss(model, next(stream), step, accelerator.device)
+        loss, logs = training_step(next(stream), step, accelerator.device)
         accelerator.backward(loss)
         if config.train.grad_clip > 0:
-            accelerator.clip_grad_norm_(model.parameters(), config.train.grad_clip)
+            accelerator.clip_grad_norm_(training_step.parameters(), config.train.grad_clip)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
         progress.update(1)
         if step % config.train.log_every == 0 or step == config.train.max_steps:
-            record = {"step": step, "loss": loss.item(), "lr": scheduler.get_last_lr()[0],
-                      **{key: float(value) for key, value in logs.items() if key != "loss"}}
+            scalars = mean_over_processes(accelerator, {"loss": loss, **{k: v for k, v in logs.items() if k != "loss"}})
+            record = {"step": step, "loss": scalars.pop("loss"), "lr": scheduler.get_last_lr()[0], **scalars}
             progress.set_postfix(loss=f"{record['loss']:.4f}")
             accelerator.log({f"train/{key}": value for key, value in record.items() if key != "step"}, step=step)
             if accelerator.is_main_process:
                 append_jsonl(log_path, record)
         if quick_eval and (step % config.train.eval_every == 0 or step == config.train.max_steps):
-            metrics = task.quick_eval(accelerator.unwrap_model(model))
+            metrics = task.quick_eval(model)
             accelerator.log({f"eval/{key}": value for key, value in metrics.items()}, step=step)
             append_jsonl(eval_log_path, {"step": step, "seconds": time.time() - start_time, **metrics})
         if step % config.train.checkpoint_every == 0 or step == config.train.max_steps:
@@ -162,11 +223,11 @@ def run(preset: str, config_file: Path | None, resume: Path | None, overrides: l
     train_seconds = time.time() - train_start
 
     if accelerator.is_main_process:
-        task.report(accelerator.unwrap_model(model), run_dir, eval_urls,
+        task.report(model, run_dir, eval_urls,
                     {"steps": step, "train_seconds": train_seconds, "data_seconds": data_seconds,
                      "resumed_from_step": start_step, "dataset": dataset, "start_time": start_time})
     accelerator.end_training()
-    return run_dir
+    return TrainResult(run_dir, step, model)
 
 
 def _flat(values: dict, prefix: str = "") -> dict:

@@ -27,8 +27,9 @@ class Task(abc.ABC):
         one optimiser and one checkpoint hold all of it."""
 
     def param_groups(self, model: nn.Module) -> Iterable[Any]:
-        """Optimiser parameter groups; one group at the configured learning rate unless a task needs more."""
-        return model.parameters()
+        """Optimiser parameter groups; one group at the configured learning rate unless a task needs more.
+        Frozen parameters (a frozen backbone) are left out: the optimiser never holds state for them."""
+        return [parameter for parameter in model.parameters() if parameter.requires_grad]
 
     @abc.abstractmethod
     def training_loss(self, model: nn.Module, batch: dict, step: int, device: torch.device

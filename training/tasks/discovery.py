@@ -14,15 +14,30 @@ from data import eval_batches, images_and_masks
 from eval.discovery import evaluate_discovery, load_eval_set
 from eval.slot_sweep import format_table, sweep, write_sweep
 from eval.visualize import save_slot_grid
-from training.build import build_model
+from slots import SlotAutoencoderOutput
+from training.build import build_model, check_backbone_weights
+from training.config import RunConfig
 from training.tasks.base import Task
 
 
 class DiscoveryTask(Task):
+    """Also the base of every task whose model returns per-pixel `masks` and takes num_slots /
+    num_iterations per call (DINOSAUR): quick evaluation, slot sweep and report are shared."""
+
     name = "discovery"
+
+    def __init__(self, config: RunConfig):
+        super().__init__(config)
+        if config.backbone.name is not None:
+            check_backbone_weights(config)  # fail in a second, not after the data set has been generated
 
     def build_model(self) -> nn.Module:
         return build_model(self.config)
+
+    def slot_picture_output(self, model: nn.Module, images: torch.Tensor,
+                            generator: torch.Generator) -> SlotAutoencoderOutput:
+        """What slots.png shows for these images: the autoencoder's own output."""
+        return model(images, generator=generator)
 
     def training_loss(self, model: nn.Module, batch: dict, step: int, device: torch.device
                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -57,7 +72,7 @@ class DiscoveryTask(Task):
         model.eval()
         with torch.no_grad():
             generator = torch.Generator(device=device).manual_seed(config.eval.seed)
-            output = model(images.to(device), generator=generator)
+            output = self.slot_picture_output(model, images.to(device), generator)
         save_slot_grid(images, output, run_dir / "slots.png", true_masks=masks)
 
         metrics = {

@@ -91,7 +91,6 @@ class VAETask(Task):
         frame0 = frames_for_vae(batch["frame0"], self.config.vae.grayscale).to(device)
         frame1 = frames_for_vae(batch["frame1"], self.config.vae.grayscale).to(device)
         changed = changed_labels(batch["factors"]).to(device) if self.info.uses_labels else None
-        model = getattr(model, "module", model)  # DDP wraps the container; the methods call its parts
         return vae_loss(model.vae, model.discriminator, self.method, frame0, frame1, changed, step=step)
 
     def representation_fn(self, model: nn.Module):

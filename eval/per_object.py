@@ -1,0 +1,220 @@
+"""Per-object disentanglement: pair every true object with a slot by mask IoU, then score (slot latent,
+that object's true factors) with the same metrics as the single-object VAEs.
+
+Runs of task weak_slots are scored at the end of training; any slot run (the plain autoencoder too) can be
+scored afterwards, merged into its metrics.json:
+
+    python -m eval.per_object --run runs/<name> [--max-images 500]
+
+Defined behaviour for the awkward cases (each tested):
+- more objects than slots: the Hungarian matching pairs min(K, M) of them; the rest are counted in
+  `unmatched_objects` and contribute no point;
+- an empty frame (no object) contributes nothing;
+- a true object with no visible pixel, or matched with IoU 0 (no slot covers any of it), contributes no point
+  and counts as unmatched;
+- a mask id with no entry in that frame's object list is a DataError naming the sample and frame.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from data.errors import DataError
+from eval.disentanglement import evaluate_arrays
+from eval.matching import hungarian_match, mask_iou
+
+#: The observational metrics that score arrays of (representation, factors).
+PER_OBJECT_METRICS = ("dci", "mig", "sap", "modularity")
+
+
+@dataclass
+class ObjectPoints:
+    """One point per matched object: the slot's representation and the object's factor indices."""
+
+    representations: list[np.ndarray] = field(default_factory=list)
+    factors: list[np.ndarray] = field(default_factory=list)
+    factor_names: tuple[str, ...] | None = None
+    objects: int = 0
+    unmatched_objects: int = 0
+    ious: list[float] = field(default_factory=list)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self.representations:
+            raise DataError("no object was matched with a slot: nothing to score")
+        return np.concatenate(self.representations), np.concatenate(self.factors)
+
+
+def one_hot_objects(masks: torch.Tensor, num_objects: int) -> torch.Tensor:
+    """Instance-id masks [B, H, W] (0 = background) -> bool [B, num_objects, H, W] for ids 1..num_objects."""
+    ids = torch.arange(1, num_objects + 1, device=masks.device)
+    return rearrange(masks, "b h w -> b 1 h w") == rearrange(ids, "m -> 1 m 1 1")
+
+
+def hard_slot_masks(masks: torch.Tensor) -> torch.Tensor:
+    """Soft masks [B, K, H, W] -> bool, each pixel to its most responsible slot (the predicted segmentation)."""
+    return F.one_hot(masks.argmax(dim=1), masks.shape[1]).permute(0, 3, 1, 2).bool()
+
+
+def object_factor_table(records: list[dict], frame: int, masks: torch.Tensor, keys: list[str]
+                        ) -> tuple[tuple[str, ...], list[np.ndarray]]:
+    """Per image, the factor indices [num_objects, F] of `objects{frame}`; checks every mask id has an entry."""
+    names = tuple(records[0]["factor_names"]) if records else ()
+    tables = []
+    for index, record in enumerate(records):
+        objects = record.get(f"objects{frame}", [])
+        if tuple(record["factor_names"]) != names:
+            raise DataError(f"sample {keys[index]!r}: factor names {record['factor_names']} differ from the "
+                            f"batch's {list(names)}")
+        largest = int(masks[index].max())
+        if largest > len(objects):
+            raise DataError(f"sample {keys[index]!r}: mask{frame} has object id {largest} but factors.json lists "
+                            f"{len(objects)} object(s) for frame {frame}; ids must be 1..{len(objects)}")
+        tables.append(np.array([[obj[name] for name in names] for obj in objects], dtype=np.int64).reshape(
+            len(objects), len(names)))
+    return names, tables
+
+
+def collect_points(model: torch.nn.Module, batches: Iterable[dict], num_slots: int, frames: tuple[int, ...] = (0,),
+                   seed: int = 0, max_images: int | None = None) -> ObjectPoints:
+    """Run the model on eval frames and pair its slots with the true objects (Hungarian on mask IoU)."""
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    points, seen = ObjectPoints(), 0
+    model.eval()
+    with torch.no_grad():
+        for batch in batches:
+            for frame in frames:
+                images, masks = batch[f"frame{frame}"], batch[f"mask{frame}"]
+                if max_images is not None:
+                    images, masks = images[: max_images - seen], masks[: max_images - seen]
+                names, tables = object_factor_table(batch["factors"][: len(images)], frame, masks,
+                                                    batch.get("keys", ["?"] * len(images)))
+                if points.factor_names is None:
+                    points.factor_names = names
+                elif names != points.factor_names:
+                    raise DataError(f"factor names {list(names)} differ from earlier batches' "
+                                    f"{list(points.factor_names)}")
+                output = model(images.to(device), num_slots=num_slots, generator=generator)
+                add_matches(points, output.slots.float().cpu(), hard_slot_masks(output.masks).cpu(), masks, tables)
+            seen += len(images)
+            if max_images is not None and seen >= max_images:
+                break
+    return points
+
+
+def add_matches(points: ObjectPoints, slots: torch.Tensor, slot_masks: torch.Tensor, true_masks: torch.Tensor,
+                tables: list[np.ndarray]) -> None:
+    """Match slots [B, K, Z] (masks [B, K, H, W]) with objects (ids in true_masks [B, H, W]) and record
+    one point per matched, visible object."""
+    num_objects = max((len(t) for t in tables), default=0)
+    points.objects += sum(len(t) for t in tables)
+    if num_objects == 0:
+        return
+    objects = one_hot_objects(true_masks, num_objects)
+    iou = mask_iou(slot_masks, objects)
+    rows, cols = hungarian_match(iou, maximize=True)
+    for image, table in enumerate(tables):
+        matched = 0
+        for slot, obj in zip(rows[image].tolist(), cols[image].tolist()):
+            if obj < len(table) and iou[image, slot, obj] > 0:
+                points.representations.append(slots[image, slot].numpy()[None])
+                points.factors.append(table[obj][None])
+                points.ious.append(float(iou[image, slot, obj]))
+                matched += 1
+        points.unmatched_objects += len(table) - matched
+
+
+def score_points(train: ObjectPoints, test: ObjectPoints, metrics: Iterable[str] = PER_OBJECT_METRICS,
+                 seed: int = 0, dci_importance_model: str = "random_forest") -> dict[str, float]:
+    """The metrics on (slot latent, object factors), fitted on `train` and tested on `test` points;
+    keys are prefixed `object_` and the matching statistics are included."""
+    train_reps, train_factors = train.arrays()
+    test_reps, test_factors = test.arrays()
+    scores = evaluate_arrays(train_reps, train_factors, test_reps, test_factors, metrics=metrics,
+                             rng=np.random.default_rng(seed), dci_importance_model=dci_importance_model)
+    result = {f"object_{key}": value for key, value in scores.items()}
+    total = train.objects + test.objects
+    result["object_matched_fraction"] = 1.0 - (train.unmatched_objects + test.unmatched_objects) / max(total, 1)
+    result["object_mean_iou"] = float(np.mean(train.ious + test.ious))
+    return result
+
+
+def split_points(points: ObjectPoints, train_fraction: float) -> tuple[ObjectPoints, ObjectPoints]:
+    """Fit/test split in eval-set order (frames of one pair stay on one side, up to the boundary pair)."""
+    cut = int(round(len(points.representations) * train_fraction))
+    if cut < 1 or cut >= len(points.representations):
+        raise DataError(f"{len(points.representations)} matched objects cannot be split {train_fraction:.2f} / "
+                        f"{1 - train_fraction:.2f} into fit and test points; use more eval images")
+    parts = []
+    for rows in (slice(0, cut), slice(cut, None)):
+        part = ObjectPoints(points.representations[rows], points.factors[rows], points.factor_names,
+                            ious=points.ious[rows])
+        parts.append(part)
+    share = cut / len(points.representations)  # attribute the object counts in proportion
+    parts[0].objects, parts[1].objects = round(points.objects * share), points.objects - round(points.objects * share)
+    parts[0].unmatched_objects = round(points.unmatched_objects * share)
+    parts[1].unmatched_objects = points.unmatched_objects - parts[0].unmatched_objects
+    return parts[0], parts[1]
+
+
+def per_object_scores(model: torch.nn.Module, batches: Iterable[dict], num_slots: int, seed: int = 0,
+                      max_images: int | None = None, train_fraction: float = 2 / 3,
+                      metrics: Iterable[str] = PER_OBJECT_METRICS, dci_importance_model: str = "random_forest"
+                      ) -> dict[str, float]:
+    """Per-object disentanglement of any slot model whose output has `masks` and `slots`, on both frames
+    of the eval pairs: the representation of a slot model is its slot vector (a slot VAE's: the mean)."""
+    points = collect_points(model, batches, num_slots, frames=(0, 1), seed=seed, max_images=max_images)
+    train, test = split_points(points, train_fraction)
+    scores = score_points(train, test, metrics, seed=seed, dci_importance_model=dci_importance_model)
+    scores["object_points"] = len(points.representations)
+    return scores
+
+
+def run_object_scores(model: torch.nn.Module, config, eval_urls: list[str], max_images: int | None = None
+                      ) -> dict[str, float]:
+    """Per-object scores of a run's model on its eval split, with the run's settings (`weak_slots.*`)."""
+    from data import eval_batches
+
+    options = config.weak_slots
+    batches = eval_batches(eval_urls, config.eval.batch_size, config.data.resolution)
+    return per_object_scores(model, batches, config.model.num_slots, seed=options.metric_seed,
+                             max_images=max_images, metrics=options.object_metrics,
+                             dci_importance_model=options.dci_importance_model)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from eval.run_loading import load_trained_run, merge_metrics, positive_int
+    from training.build import dataset_urls
+    from training.config import ConfigError
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, required=True, help="run directory of a discovery or weak_slots run")
+    parser.add_argument("--checkpoint", type=Path, help="a checkpoint directory (default: the run's latest)")
+    parser.add_argument("--max-images", type=positive_int, help="use the first N eval pairs only")
+    args = parser.parse_args(argv)
+
+    from eval.disentanglement import MetricInputError
+
+    try:
+        trained = load_trained_run(args.run, args.checkpoint, tasks=["discovery", "weak_slots"])
+        _, eval_urls, _ = dataset_urls(trained.config, progress=False)
+        scores = run_object_scores(trained.model, trained.config, eval_urls, args.max_images)
+    except (ConfigError, DataError, FileNotFoundError, MetricInputError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    metrics_path = merge_metrics(args.run, scores)
+    print("\n".join(f"{key:<34} {value:.4f}" for key, value in scores.items()))
+    print(f"checkpoint {trained.checkpoint}; merged into {metrics_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

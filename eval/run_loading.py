@@ -1,0 +1,62 @@
+"""Open a finished (or running) training run for evaluation: its config, task, model and weights, the same
+way for every evaluation command, with one-line errors for a wrong directory, task or checkpoint."""
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from training.config import ConfigError, RunConfig
+
+
+@dataclass
+class TrainedRun:
+    config: RunConfig
+    task: object  # training.tasks.Task
+    model: nn.Module
+    checkpoint: Path
+
+
+def load_trained_run(run: Path, checkpoint: Path | None = None, tasks: Iterable[str] | None = None) -> TrainedRun:
+    """The run's model with the weights of `checkpoint` (default: its latest); ConfigError if `run` is not a
+    run directory, has no checkpoint, or is of a task not in `tasks`."""
+    from training.build import load_weights
+    from training.checkpoint import list_checkpoints
+    from training.config import load_run_config
+    from training.tasks import make_task
+
+    if not (run / "config.yaml").is_file():
+        raise ConfigError(f"{run} is not a run directory (no config.yaml)")
+    config = load_run_config(run)
+    allowed = tuple(tasks) if tasks is not None else None
+    if allowed is not None and config.task not in allowed:
+        raise ConfigError(f"{run} is a '{config.task}' run; this command scores {' or '.join(allowed)} runs")
+    checkpoint = checkpoint or (list_checkpoints(run) or [None])[-1]
+    if checkpoint is None:
+        raise ConfigError(f"{run} has no checkpoints yet")
+    task = make_task(config)
+    model = task.build_model()
+    load_weights(model, checkpoint)
+    model.eval()
+    return TrainedRun(config, task, model, checkpoint)
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts (slots, iterations, images)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def merge_metrics(run: Path, scores: dict[str, float]) -> Path:
+    """Add (or overwrite) `scores` in the run's metrics.json, keeping everything else; returns its path."""
+    path = run / "metrics.json"
+    metrics = json.loads(path.read_text()) if path.is_file() else {}
+    metrics.update(scores)
+    path.write_text(json.dumps(metrics, indent=2))
+    return path

@@ -1,0 +1,139 @@
+"""What every study needs: many `train_slots.py` runs under one directory, resumable, reused only when
+trained with the same settings, and shareable between processes.
+
+Each run trains in its own process; a run that finished is read back, one interrupted mid-training is
+resumed exactly (`--resume`). Start the same study command several times to train several runs at once:
+each process takes the runs no other process holds (an advisory file lock per run, released by the OS
+when its holder exits, even on a crash).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import fcntl
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Config sections a task does not read may differ between a finished run and the settings asked for now.
+IGNORED_SECTIONS = {"discovery": ("set_prediction.", "vae.", "weak_slots.", "dinosaur.", "backbone."),
+                    "vae": ("model.", "set_prediction.", "weak_slots.", "dinosaur.", "backbone."),
+                    "weak_slots": ("set_prediction.", "vae.", "dinosaur.", "backbone.")}
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a study: `after` commands (python -m module args) run once training has finished, e.g.
+    extra scoring; the run is complete when metrics.json holds every key in `required`."""
+
+    name: str
+    preset: str
+    overrides: tuple[str, ...] = ()
+    after: tuple[tuple[str, ...], ...] = ()
+    required: tuple[str, ...] = ()
+
+
+def run_dir(out: Path, run: PlannedRun) -> Path:
+    return out / "runs" / run.name
+
+
+def read_metrics(out: Path, run: PlannedRun) -> dict | None:
+    """The run's metrics.json if the run is complete, else None."""
+    path = run_dir(out, run) / "metrics.json"
+    if not path.is_file():
+        return None
+    metrics = json.loads(path.read_text())
+    return metrics if all(key in metrics for key in run.required) else None
+
+
+def ensure_run(out: Path, run: PlannedRun) -> dict | None:
+    """Train (or resume, or reuse) one run; None if another process is training it now."""
+    directory = run_dir(out, run)
+    settings = [f"output_dir={out / 'runs'}", f"name={run.name}", *run.overrides]
+    if (directory / "config.yaml").is_file():
+        check_same_settings(directory, run.preset, settings)
+    metrics = read_metrics(out, run)
+    if metrics is not None:
+        return metrics
+    with run_lock(out, run.name) as held:
+        if not held:
+            print(f"[study] {run.name}: being trained by another process, skipped", flush=True)
+            return None
+        if not (directory / "metrics.json").is_file():
+            command = [sys.executable, str(ROOT / "train_slots.py"), "--preset", run.preset, *settings]
+            if (directory / "config.yaml").is_file():  # interrupted mid-training: continue it exactly
+                command = [sys.executable, str(ROOT / "train_slots.py"), "--resume", str(directory)]
+            print(f"[study] {run.name}", flush=True)
+            subprocess.run(command, check=True, cwd=ROOT)
+        if read_metrics(out, run) is None:
+            for module, *args in run.after:
+                subprocess.run([sys.executable, "-m", module, *args], check=True, cwd=ROOT)
+    return read_metrics(out, run)
+
+
+@contextmanager
+def run_lock(out: Path, name: str) -> Iterator[bool]:
+    """Yield whether this process holds the run's lock; the OS releases it if the holder dies."""
+    lock_dir = out / "locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{name}.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def check_same_settings(directory: Path, preset: str, settings: list[str]) -> None:
+    """A study reuses a run only if it was trained with exactly the settings asked for now."""
+    from training.config import load_run_config
+    from training.loop import resolve_config
+
+    def flat(values: dict) -> dict:
+        return {f"{section}.{key}" if isinstance(inner, dict) else section: value
+                for section, inner in values.items()
+                for key, value in (inner.items() if isinstance(inner, dict) else [(section, inner)])}
+
+    expected = flat(asdict(resolve_config(preset, None, None, settings)))
+    actual = flat(asdict(load_run_config(directory)))
+    ignored = IGNORED_SECTIONS.get(expected["task"], ())
+    different = sorted(key for key in expected
+                       if key in actual and not key.startswith(ignored) and expected[key] != actual[key])
+    if different:
+        raise SystemExit(f"error: {directory} was trained with other settings ({', '.join(different)} differ); "
+                         "use another --out or the same overrides")
+
+
+def study_parser(description: str, default_out: str) -> argparse.ArgumentParser:
+    """The command line every study shares: where, which seeds, summarise only, overrides for every run."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path(default_out))
+    parser.add_argument("--seeds", type=lambda text: [int(v) for v in text.split(",")], default=[0, 1, 2],
+                        help="comma-separated training seeds (default: 0,1,2)")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="train nothing: summarise the runs that have finished so far")
+    parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="applied to every run")
+    return parser
+
+
+def write_results(out: Path, rows: list[dict], columns: Sequence[str], table: str,
+                  plot: Callable[[list[dict], Path], None], start: float) -> None:
+    """results.csv (one row per run), results.md (the table) and results.png, then the table on stdout."""
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "results.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns))
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / "results.md").write_text(table)
+    plot(rows, out / "results.png")
+    print(table + f"wrote {out / 'results.csv'}, results.md, results.png in {(time.time() - start) / 60:.1f} min")

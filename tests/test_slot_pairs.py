@@ -1,0 +1,252 @@
+"""Per-object weak supervision: slot correspondence across frames, the pair objective, per-object scores."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from data.errors import DataError
+from eval.per_object import ObjectPoints, add_matches, object_factor_table, score_points
+from weak_supervision.aggregation import kl_per_dim
+from weak_supervision.slot_pairs import (SlotPairSettings, correspond, match_slots, permute_slots, share_mask,
+                                         slot_pair_loss)
+from weak_supervision.slot_vae import SlotVAE
+
+
+def tiny_model(**kwargs) -> SlotVAE:
+    torch.manual_seed(0)
+    return SlotVAE(resolution=(16, 16), num_slots=4, slot_dim=16, latent_dim=6, mlp_hidden_dim=32,
+                   encoder_channels=8, encoder_layers=2, decoder_channels=8, decoder_layers=2, **kwargs)
+
+
+def images(batch: int = 3, seed: int = 0) -> torch.Tensor:
+    return torch.rand(batch, 3, 16, 16, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+@pytest.mark.parametrize("correspondence", ["init", "init_hungarian"])
+def test_identical_frames_give_identical_posteriors_and_share_every_dimension(correspondence):
+    model, frame = tiny_model().eval(), images()
+    with torch.no_grad():
+        (mu0, logvar0), (mu1, logvar1) = correspond(model, frame, frame, correspondence,
+                                                    generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(mu1, mu0)
+    torch.testing.assert_close(logvar1, logvar0)
+    assert share_mask(mu0, logvar0, mu1, logvar1, share_floor=0.0).all()  # the paper's rule alone
+    _, logs = slot_pair_loss(model, frame, frame, SlotPairSettings(correspondence=correspondence))
+    assert logs["shared_fraction"] == 1.0
+
+
+def test_different_frames_keep_some_dimensions_apart():
+    model = tiny_model().eval()
+    with torch.no_grad():
+        (mu0, logvar0), (mu1, logvar1) = correspond(model, images(seed=0), images(seed=1), "init")
+    assert not torch.allclose(mu0, mu1)
+    assert not share_mask(mu0, logvar0, mu1, logvar1, share_floor=0.0).all()
+
+
+def test_matching_recovers_a_permutation_of_frame_one_slots():
+    generator = torch.Generator().manual_seed(0)
+    mu0 = torch.randn(5, 6, 8, generator=generator)
+    perms = torch.stack([torch.randperm(6, generator=generator) for _ in range(5)])
+    mu1 = permute_slots(mu0, perms.argsort(dim=1)) + 0.01 * torch.randn(5, 6, 8, generator=generator)
+    found = match_slots(mu0, mu1)  # frame 0's slot k went to position perms[b, k] of frame 1
+    torch.testing.assert_close(found, perms)
+    torch.testing.assert_close(permute_slots(mu1, found), mu0, atol=0.05, rtol=0)
+
+
+def test_hungarian_correspondence_undoes_a_permutation_of_the_starting_slots():
+    """Slot Attention is slot-permutation equivariant, so frame 1 run from shuffled starting slots is frame 0
+    shuffled; matching must undo it exactly."""
+    model, frame = tiny_model().eval(), images()
+    with torch.no_grad():
+        start = model.slot_init(3, 4, torch.Generator().manual_seed(2))
+        states0, _ = model.infer_slots(frame, initial_slots=start)
+        perm = torch.stack([torch.randperm(4, generator=torch.Generator().manual_seed(i)) for i in range(3)])
+        states1, _ = model.infer_slots(frame, initial_slots=permute_slots(start, perm))
+        torch.testing.assert_close(states1, permute_slots(states0, perm), atol=1e-5, rtol=1e-5)
+        mu0, mu1 = model.posterior(states0)[0], model.posterior(states1)[0]
+    torch.testing.assert_close(permute_slots(mu1, match_slots(mu0, mu1)), mu0, atol=1e-5, rtol=1e-5)
+
+
+def test_share_floor_shares_an_unchanged_slot_and_keeps_the_changed_dimension():
+    mu0 = torch.zeros(1, 2, 4)
+    logvar = torch.zeros(1, 2, 4)
+    mu1 = mu0.clone()
+    mu1[0, 0, 2] = 3.0  # slot 0: one dimension moved far (KL 4.5 nats)
+    mu1[0, 1] = torch.tensor([0.01, 0.02, 0.03, 0.04])  # slot 1: noise-level differences only
+    paper = share_mask(mu0, logvar, mu1, logvar, share_floor=0.0)
+    floored = share_mask(mu0, logvar, mu1, logvar, share_floor=0.1)
+    assert paper[0, 0].tolist() == [True, True, False, True] == floored[0, 0].tolist()
+    assert not paper[0, 1].all()  # the midpoint rule splits pure noise in two ...
+    assert floored[0, 1].all()  # ... the floor shares it
+    assert kl_per_dim(mu0, logvar, mu1, logvar)[0, 1].max() < 0.1
+
+
+def test_pair_loss_trains_every_part_and_the_baseline_shares_nothing():
+    model = tiny_model()
+    for method in ("ada_gvae", "ada_mlvae", "slot_vae"):
+        model.zero_grad()
+        loss, logs = slot_pair_loss(model, images(seed=0), images(seed=1), SlotPairSettings(method=method, share_floor=0.0),
+                                    generator=torch.Generator().manual_seed(0))
+        loss.backward()
+        assert torch.isfinite(loss)
+        missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+        assert not missing, f"{method}: no gradient for {missing}"
+        if method == "slot_vae":
+            assert logs["shared_fraction"] == 0.0
+        else:
+            assert 0.0 < logs["shared_fraction"] < 1.0
+
+
+def test_pair_loss_is_mse_plus_scaled_kl():
+    model, settings = tiny_model(), SlotPairSettings(method="slot_vae", beta=2.0, recon_sigma=0.5)
+    loss, logs = slot_pair_loss(model, images(seed=0), images(seed=1), settings)
+    expected = logs["mse"] + 2.0 * 2 * 0.25 * logs["kl"] / (3 * 16 * 16)
+    torch.testing.assert_close(loss.detach(), expected)
+
+
+def test_bad_pairs_and_settings_are_refused():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="differ in shape"):
+        slot_pair_loss(model, images(), images()[:, :, :8], SlotPairSettings())
+    with pytest.raises(ValueError, match="unknown slot pair method"):
+        SlotPairSettings(method="beta_vae")
+    with pytest.raises(ValueError, match="expected images of shape"):
+        model(torch.zeros(2, 3, 32, 32))
+
+
+def test_num_slots_is_a_call_argument():
+    model = tiny_model().eval()
+    with torch.no_grad():
+        for k in (2, 7):
+            output = model(images(), num_slots=k)
+            assert output.masks.shape == (3, k, 16, 16) and output.slots.shape == (3, k, 6)
+            torch.testing.assert_close(output.masks.sum(dim=1), torch.ones(3, 16, 16))
+
+
+# --- per-object matching -------------------------------------------------------------------------------
+
+def square_masks() -> tuple[torch.Tensor, torch.Tensor]:
+    """Image 0: object 1 top-left, object 2 bottom-right. Slots: slot 2 covers object 1, slot 0 object 2."""
+    true = torch.zeros(1, 4, 4, dtype=torch.long)
+    true[0, :2, :2], true[0, 2:, 2:] = 1, 2
+    slots = torch.zeros(1, 3, 4, 4, dtype=torch.bool)
+    slots[0, 2, :2, :2] = True
+    slots[0, 0, 2:, 2:] = True
+    slots[0, 1] = ~(slots[0, 0] | slots[0, 2])
+    return true, slots
+
+
+def test_objects_are_matched_to_slots_by_mask_iou():
+    true, slot_masks = square_masks()
+    latents = torch.arange(3.0).reshape(1, 3, 1).repeat(1, 1, 2)  # slot k's latent is [k, k]
+    points = ObjectPoints()
+    add_matches(points, latents, slot_masks, true, [np.array([[10, 11], [20, 21]])])
+    reps, factors = points.arrays()
+    pairs = sorted((tuple(r), tuple(f)) for r, f in zip(reps.tolist(), factors.tolist()))
+    assert pairs == [((0.0, 0.0), (20, 21)), ((2.0, 2.0), (10, 11))]  # slot 0 <-> object 2, slot 2 <-> object 1
+    assert points.ious == [1.0, 1.0] and points.unmatched_objects == 0 and points.objects == 2
+
+
+def test_more_objects_than_slots_empty_frames_and_invisible_objects():
+    true = torch.zeros(2, 4, 4, dtype=torch.long)
+    true[0, 0, :] = 1
+    true[0, 1, :] = 2
+    true[0, 2, :] = 3  # three objects ...
+    slot_masks = torch.zeros(2, 2, 4, 4, dtype=torch.bool)  # ... two slots
+    slot_masks[:, 0, :2] = True
+    slot_masks[:, 1, 2:] = True
+    points = ObjectPoints()
+    tables = [np.array([[1], [2], [3]]), np.zeros((0, 1), dtype=np.int64)]  # image 1: an empty frame
+    add_matches(points, torch.randn(2, 2, 4), slot_masks, true, tables)
+    assert points.objects == 3 and len(points.representations) == 2 and points.unmatched_objects == 1
+    invisible = ObjectPoints()  # object 2 is listed but has no pixel: no point, counted unmatched
+    add_matches(invisible, torch.randn(1, 2, 4), slot_masks[:1], (true[:1] == 1).long(), [np.array([[1], [2]])])
+    assert len(invisible.representations) == 1 and invisible.unmatched_objects == 1
+    with pytest.raises(DataError, match="nothing to score"):
+        ObjectPoints().arrays()
+
+
+def test_a_mask_id_without_factors_is_refused():
+    true, _ = square_masks()
+    record = {"factor_names": ["a", "b"], "objects0": [{"a": 1, "b": 2}], "objects1": []}
+    with pytest.raises(DataError, match=r"sample 'pair-7': mask0 has object id 2 but factors.json lists 1"):
+        object_factor_table([record], 0, true, ["pair-7"])
+
+
+def test_per_object_scores_on_synthetic_latents():
+    rng = np.random.default_rng(0)
+    factors = rng.integers(0, 5, size=(1200, 3))
+
+    def points(reps: np.ndarray, rows: slice) -> ObjectPoints:
+        result = ObjectPoints(objects=rows.stop - rows.start, ious=[1.0])
+        result.representations, result.factors = [reps[rows]], [factors[rows]]
+        return result
+
+    def scores(reps: np.ndarray) -> dict:
+        return score_points(points(reps, slice(0, 800)), points(reps, slice(800, 1200)), metrics=["dci", "mig"])
+
+    exact = scores(factors + 0.01 * rng.standard_normal(factors.shape))
+    mixed = scores(factors @ np.linalg.qr(rng.standard_normal((3, 3)))[0])
+    noise = scores(rng.standard_normal(factors.shape))
+    assert exact["object_dci_disentanglement"] > 0.9 and exact["object_mig"] > 0.8
+    assert mixed["object_dci_disentanglement"] < exact["object_dci_disentanglement"] - 0.2
+    assert noise["object_dci_disentanglement"] < 0.1 and noise["object_mig"] < 0.05
+    assert exact["object_matched_fraction"] == 1.0
+
+
+# --- the task and the comparison -----------------------------------------------------------------------
+
+SMOKE_SIZES = ["data.resolution=16", "data.num_train=64", "data.num_eval=32", "data.pairs_per_shard=4",
+               "data.shuffle_buffer=16", "model.num_slots=4", "model.slot_dim=16", "model.mlp_hidden_dim=32",
+               "model.encoder_channels=8", "model.encoder_layers=2", "model.encoder_kernel=3",
+               "model.decoder_channels=8", "model.decoder_layers=2", "model.decoder_kernel=3",
+               "train.batch_size=4", "train.max_steps=4", "train.batches_per_epoch=4", "train.eval_every=2",
+               "train.eval_images=8", "train.checkpoint_every=2", "eval.sweep_slots=[2,4]", "eval.batch_size=16",
+               "eval.num_visualise=2", "weak_slots.object_metrics=[dci,mig]"]
+
+
+def test_weak_slots_comparison_end_to_end(tmp_path):
+    """One seed of the three models through the study command: every run trains through train_slots.py,
+    the autoencoder's slots are scored afterwards, and the table reports the bar as undecided."""
+    from eval.weak_slots_study import main as study
+
+    out = tmp_path / "study"
+    assert study(["--out", str(out), "--seeds", "0", f"data.root={tmp_path / 'data'}", *SMOKE_SIZES]) == 0
+    for model in ("autoencoder", "slot_vae", "ada_gvae"):
+        metrics = json.loads((out / "runs" / f"{model}-seed0" / "metrics.json").read_text())
+        for key in ("fg_ari", "object_dci_disentanglement", "object_mig", "object_matched_fraction"):
+            assert math.isfinite(metrics[key]), (model, key)
+        assert metrics["steps"] == 4 and [row["num_slots"] for row in metrics["slot_sweep"]] == [2, 4]
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [row["model"] for row in rows] == ["autoencoder", "slot_vae", "ada_gvae"]
+    assert "undecided" in (out / "results.md").read_text() and (out / "results.png").is_file()
+    with pytest.raises(SystemExit, match="train.max_steps differ"):  # finished runs are reused only as trained
+        study(["--out", str(out), "--seeds", "0", f"data.root={tmp_path / 'data'}", *SMOKE_SIZES,
+               "train.max_steps=5"])
+
+
+def test_weak_slots_verdict_by_hand():
+    from eval.weak_slots_study import verdict
+
+    def summary(ae_dci, vae_dci, weak_dci, ae_ari, weak_ari, seeds=3):
+        values = {"autoencoder": (ae_dci, ae_ari), "slot_vae": (vae_dci, 0.5), "ada_gvae": (weak_dci, weak_ari)}
+        return [{"model": m, "seeds": seeds, "object_dci_disentanglement": d, "fg_ari": a}
+                for m, (d, a) in values.items()]
+
+    assert verdict(summary(0.10, 0.12, 0.20, 0.70, 0.68)) == "met"
+    assert verdict(summary(0.10, 0.16, 0.20, 0.70, 0.68)) == "NOT met (per-object DCI)"  # margin 0.05 missed
+    assert verdict(summary(0.10, 0.12, 0.20, 0.70, 0.66)) == "NOT met (FG-ARI)"
+    assert verdict(summary(0.10, 0.12, 0.20, 0.70, 0.68, seeds=2)).startswith("undecided")
+    assert verdict(summary(0.10, 0.12, 0.20, 0.70, 0.68)[:2]).startswith("undecided")
+
+
+def test_per_object_command_refuses_a_vae_run_and_a_missing_directory(tmp_path, capsys):
+    from eval.per_object import main as per_object
+
+    assert per_object(["--run", str(tmp_path)]) == 2
+    assert "not a run directory" in capsys.readouterr().err
