@@ -60,3 +60,16 @@ def merge_metrics(run: Path, scores: dict[str, float]) -> Path:
     metrics.update(scores)
     path.write_text(json.dumps(metrics, indent=2))
     return path
+
+
+def sweep_parser(description: str, run_help: str) -> argparse.ArgumentParser:
+    """The command line of a test-time slot sweep over a saved run (object discovery, set prediction)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, required=True, help=run_help)
+    parser.add_argument("--num-slots", type=positive_int, nargs="+", default=[2, 3, 4, 5, 6, 8])
+    parser.add_argument("--iterations", type=positive_int, nargs="+", default=None,
+                        help="iteration counts (default: the training value)")
+    parser.add_argument("--checkpoint", type=Path, help="a checkpoint directory (default: the run's latest)")
+    parser.add_argument("--max-images", type=positive_int, help="evaluate on the first N eval images only")
+    parser.add_argument("--out", type=Path, help="where to write the CSV and plot (default: the run directory)")
+    return parser

@@ -7,7 +7,6 @@ set_prediction_sweep.csv / .png (into the run directory unless --out is given).
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Iterable
 import torch
 
 from data.properties import PropertyLayout, object_targets
-from eval.run_loading import load_trained_run, positive_int
+from eval.run_loading import load_trained_run, sweep_parser
 from eval.set_prediction_ap import THRESHOLDS, average_precision, threshold_key
 
 AP_KEYS = tuple(threshold_key(t) for t in THRESHOLDS)
@@ -140,14 +139,7 @@ def write_sweep(rows: list[dict], out_dir: Path, train_slots: int | None = None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=Path, required=True, help="run directory of a set-prediction run")
-    parser.add_argument("--num-slots", type=positive_int, nargs="+", default=[2, 3, 4, 5, 6, 8])
-    parser.add_argument("--iterations", type=positive_int, nargs="+", default=None,
-                        help="iteration counts (default: the training value)")
-    parser.add_argument("--checkpoint", type=Path, help="a checkpoint directory (default: the run's latest)")
-    parser.add_argument("--max-images", type=positive_int, help="evaluate on the first N eval images only")
-    parser.add_argument("--out", type=Path, help="where to write the CSV and plot (default: the run directory)")
+    parser = sweep_parser(__doc__, "run directory of a set-prediction run")
     args = parser.parse_args(argv)
 
     from data import DataError, eval_batches

@@ -8,7 +8,6 @@ unless --out is given).
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ import torch
 
 from eval.discovery import evaluate_discovery, load_eval_set
 from eval.plots import plot_slot_sweep
-from eval.run_loading import load_trained_run, positive_int
+from eval.run_loading import load_trained_run, sweep_parser
 
 COLUMNS = ("num_slots", "num_iterations", "fg_ari", "ari", "mbo", "miou")
 
@@ -61,14 +60,7 @@ def write_sweep(rows: list[dict], out_dir: Path, train_slots: int | None = None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=Path, required=True, help="run directory written by train_slots.py")
-    parser.add_argument("--num-slots", type=positive_int, nargs="+", default=[2, 3, 4, 5, 6, 8])
-    parser.add_argument("--iterations", type=positive_int, nargs="+", default=None,
-                        help="iteration counts (default: the training value)")
-    parser.add_argument("--checkpoint", type=Path, help="a checkpoint directory (default: the run's latest)")
-    parser.add_argument("--max-images", type=positive_int, help="evaluate on the first N eval images only")
-    parser.add_argument("--out", type=Path, help="where to write the CSV and plot (default: the run directory)")
+    parser = sweep_parser(__doc__, "run directory written by train_slots.py")
     parser.add_argument("--seed", type=int, default=None, help="slot-initialisation seed (default: the run's eval seed)")
     args = parser.parse_args(argv)
 
