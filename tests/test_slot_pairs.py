@@ -109,6 +109,45 @@ def test_pair_loss_is_mse_plus_scaled_kl():
     torch.testing.assert_close(loss.detach(), expected)
 
 
+@pytest.mark.parametrize("initial_logvar", [-4.0, 0.0])
+def test_posterior_variance_starts_where_asked(initial_logvar):
+    logvar = tiny_model(initial_logvar=initial_logvar)(images()).logvar
+    assert abs(logvar.mean().item() - initial_logvar) < 0.3
+    assert logvar.std().item() < 0.3
+
+
+def test_warmup_scales_beta_and_the_sampling_noise():
+    model, settings = tiny_model(), SlotPairSettings(method="slot_vae", beta=4.0)
+    frames = torch.cat([images(seed=0), images(seed=1)])
+
+    def loss_at(warmup: float) -> tuple[torch.Tensor, dict]:
+        return slot_pair_loss(model, *frames.chunk(2), settings, torch.Generator().manual_seed(0), warmup)
+
+    (cold, cold_logs), (half, half_logs) = loss_at(0.0), loss_at(0.5)
+    states, _ = model.infer_slots(frames, generator=torch.Generator().manual_seed(0))  # the same slot draws
+    means = model.render(model.posterior(states)[0]).reconstruction
+    torch.testing.assert_close(cold, torch.nn.functional.mse_loss(means, frames))  # no noise, no KL
+    assert half_logs["mse"] > cold_logs["mse"]  # noise on the latents
+    torch.testing.assert_close(half_logs["kl"], cold_logs["kl"])
+    kl_term = 4.0 * 2 * 0.01 * half_logs["kl"] / (3 * 16 * 16)
+    torch.testing.assert_close(half.detach(), half_logs["mse"] + 0.5 * kl_term)
+
+
+def test_warmup_schedule_of_the_task():
+    from training.config import build_config, parse_override
+    from training.tasks.weak_slots import WeakSlotsTask
+
+    def task(*overrides: str) -> WeakSlotsTask:
+        return WeakSlotsTask(build_config([{"task": "weak_slots"}, *map(parse_override, overrides)]))
+
+    warming = task("weak_slots.warmup_steps=100")
+    assert [warming.warmup(step) for step in (0, 50, 100, 500)] == [0.0, 0.5, 1.0, 1.0]
+    delayed = task("weak_slots.warmup_start=200", "weak_slots.warmup_steps=100")
+    assert [delayed.warmup(step) for step in (0, 199, 200, 250, 300, 900)] == [0.0, 0.0, 0.0, 0.5, 1.0, 1.0]
+    assert [task("weak_slots.warmup_start=10").warmup(step) for step in (9, 10)] == [0.0, 1.0]
+    assert task().warmup(0) == 1.0
+
+
 def test_bad_pairs_and_settings_are_refused():
     model = tiny_model()
     with pytest.raises(ValueError, match="differ in shape"):

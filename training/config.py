@@ -150,6 +150,9 @@ class WeakSlotsConfig:
     method: str = "ada_gvae"  # ada_gvae | ada_mlvae (matched slots share dims) | slot_vae (no pairing: baseline)
     beta: float = 1.0
     latent_dim: int = 10  # Gaussian latent per slot; its mean is the per-object representation
+    initial_logvar: float = -4.0  # posterior log-variance at initialisation (std 0.14): lets the decoder learn
+    warmup_start: int = 0  # steps without noise and KL (a deterministic autoencoder) before the warm-up
+    warmup_steps: int = 0  # then beta and the sampling noise rise linearly from 0 over these steps
     correspondence: str = "init"  # init | init_hungarian | hungarian: how frame 1's slots follow frame 0's
     share_floor: float = 0.1  # nats: a dimension this close in a slot pair is always shared (0: the paper's rule)
     recon_sigma: float = 0.1  # pixel std of the Gaussian likelihood (images in [-1, 1])

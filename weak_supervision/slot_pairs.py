@@ -102,17 +102,24 @@ def kl_to_prior(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).sum(dim=(1, 2))
 
 
-def sample(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None,
+           noise_scale: float = 1.0) -> torch.Tensor:
     noise = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
-    return mu + (0.5 * logvar).exp() * noise
+    return mu + noise_scale * (0.5 * logvar).exp() * noise
 
 
 def slot_pair_loss(model: SlotVAE, frame0: torch.Tensor, frame1: torch.Tensor, settings: SlotPairSettings,
-                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                   generator: torch.Generator | None = None, warmup: float = 1.0
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Negative ELBO of both frames with the matched slots' shared dimensions aggregated.
 
     Scaled by 2σ²/(3·H·W) so the reconstruction term is the pixel MSE the plain autoencoder minimises and
     the same learning rate and gradient clipping apply: loss = MSE + β·2σ²·KL / (3·H·W).
+
+    `warmup` in [0, 1] scales both β and the sampling noise: at 0 the model is a deterministic autoencoder of
+    the posterior means (with β = 0 the ELBO has no use for posterior noise either), at 1 the full objective.
+    Slots bind only while the decoder learns from clean latents; noise from the first step stops that.
+    The logged negative ELBO always uses the full KL.
     """
     if frame0.shape != frame1.shape:
         raise ValueError(f"the two frames of a pair differ in shape: {list(frame0.shape)} vs {list(frame1.shape)}")
@@ -128,13 +135,13 @@ def slot_pair_loss(model: SlotVAE, frame0: torch.Tensor, frame1: torch.Tensor, s
         shared = share_mask(mu0, logvar0, mu1, logvar1, settings.share_floor)
         kind = "gvae" if settings.method == "ada_gvae" else "mlvae"
         posterior0, posterior1 = aggregate_pair(mu0, logvar0, mu1, logvar1, shared, kind)
-    latents = torch.cat([sample(*posterior0, generator), sample(*posterior1, generator)])
+    latents = torch.cat([sample(*posterior0, generator, warmup), sample(*posterior1, generator, warmup)])
     reconstruction = model.render(latents).reconstruction
     target = torch.cat([frame0, frame1])
     mse = F.mse_loss(reconstruction.float(), target)
     kl = torch.cat([kl_to_prior(*posterior0), kl_to_prior(*posterior1)]).mean()
     values_per_image = target[0].numel()
-    loss = mse + settings.beta * 2 * settings.recon_sigma**2 * kl / values_per_image
+    loss = mse + warmup * settings.beta * 2 * settings.recon_sigma**2 * kl / values_per_image
     nll = mse * values_per_image / (2 * settings.recon_sigma**2) + 0.5 * values_per_image * math.log(
         2 * math.pi * settings.recon_sigma**2)
     return loss, {"loss": loss.detach(), "mse": mse.detach(), "kl": kl.detach(), "neg_elbo": (nll + kl).detach(),

@@ -45,13 +45,23 @@ class SlotVAE(SlotAutoencoder):
     frame-pair correspondence use the same module as training.
     """
 
-    def __init__(self, latent_dim: int = 10, **autoencoder_kwargs) -> None:
+    def __init__(self, latent_dim: int = 10, initial_logvar: float = -4.0, **autoencoder_kwargs) -> None:
         if latent_dim < 1:
             raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
         super().__init__(**autoencoder_kwargs, decoder_input_dim=latent_dim)
         self.latent_dim = latent_dim
         slot_dim = self.slot_init.mu.shape[-1]
         self.to_posterior = nn.Sequential(nn.LayerNorm(slot_dim), nn.Linear(slot_dim, 2 * latent_dim))
+        self._start_with_small_variance(initial_logvar)
+
+    @torch.no_grad()
+    def _start_with_small_variance(self, initial_logvar: float) -> None:
+        """Posterior std starts at exp(initial_logvar / 2) instead of ~1: with unit noise on latents of
+        scale ~0.5 the decoder cannot learn to reconstruct, and a slot VAE that cannot reconstruct never
+        binds objects. The KL term raises the variances where they carry no information."""
+        head = self.to_posterior[1]
+        head.weight[self.latent_dim:].mul_(0.1)
+        head.bias[self.latent_dim:].fill_(initial_logvar)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """The encoder's feature set [B, N, C]; computed once when a frame is attended to twice."""

@@ -18,7 +18,8 @@ from weak_supervision.slot_vae import SlotVAE
 
 
 def build_slot_vae(config: RunConfig) -> SlotVAE:
-    return SlotVAE(config.weak_slots.latent_dim, resolution=(config.data.resolution, config.data.resolution),
+    return SlotVAE(config.weak_slots.latent_dim, config.weak_slots.initial_logvar,
+                   resolution=(config.data.resolution, config.data.resolution),
                    **asdict(config.model))
 
 
@@ -42,7 +43,16 @@ class WeakSlotsTask(DiscoveryTask):
 
     def training_loss(self, model: nn.Module, batch: dict, step: int, device: torch.device
                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return slot_pair_loss(model, batch["frame0"].to(device), batch["frame1"].to(device), self.settings)
+        return slot_pair_loss(model, batch["frame0"].to(device), batch["frame1"].to(device), self.settings,
+                              warmup=self.warmup(step))
+
+    def warmup(self, step: int) -> float:
+        """The fraction of beta and of the sampling noise applied at `step`: 0 (a deterministic autoencoder
+        of the posterior means) up to `warmup_start`, then rising linearly to 1 over `warmup_steps`."""
+        start, steps = self.config.weak_slots.warmup_start, self.config.weak_slots.warmup_steps
+        if step < start:
+            return 0.0
+        return 1.0 if steps <= 0 else min(1.0, (step - start) / steps)
 
     def report(self, model: nn.Module, run_dir: Path, eval_urls: list[str], summary: dict) -> dict:
         metrics = super().report(model, run_dir, eval_urls, summary)
