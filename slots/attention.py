@@ -53,22 +53,29 @@ class SlotAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One refinement: attend, weighted mean of values, GRU, residual MLP."""
         attn = self.attend(keys, slots)
+        return self.update(slots, attn, values), attn
+
+    def update(self, slots: torch.Tensor, attn: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """Weighted mean of the values under each slot's attention, then GRU and residual MLP."""
         weights = attn + self.eps
         weights = weights / weights.sum(dim=-1, keepdim=True)
         updates = einsum(weights, values, "b k n, b n d -> b k d")
         batch, num_slots, dim = slots.shape
         slots = self.gru(updates.reshape(-1, dim), slots.reshape(-1, dim)).reshape(batch, num_slots, dim)
-        slots = slots + self.mlp(self.norm_mlp(slots))
-        return slots, attn
+        return slots + self.mlp(self.norm_mlp(slots))
 
     def forward(
-        self, inputs: torch.Tensor, slots: torch.Tensor, num_iterations: int = 3
+        self, inputs: torch.Tensor, slots: torch.Tensor, num_iterations: int = 3,
+        extra_values: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Refine `slots` [B, K, D] against `inputs` [B, N, D_in]; returns (slots, attention [B, K, N])."""
+        """Refine `slots` [B, K, D] against `inputs` [B, N, D_in]; returns (slots, attention [B, K, N]).
+        `extra_values` [B, N, D] are added to the values only (what slots read, not how they bind)."""
         if num_iterations < 1:
             raise ValueError(f"num_iterations must be >= 1, got {num_iterations}")
         inputs = self.norm_inputs(inputs)
         keys, values = self.to_k(inputs), self.to_v(inputs)
+        if extra_values is not None:
+            values = values + extra_values
         initial = slots
         for _ in range(num_iterations - 1):
             slots, _ = self.step(slots, keys, values)

@@ -8,6 +8,7 @@ from einops import rearrange
 from torch import nn
 
 from slots.encoder import coordinate_grid
+from slots.frames import SlotFrames, relative_grid
 
 
 class SpatialBroadcastDecoder(nn.Module):
@@ -29,8 +30,10 @@ class SpatialBroadcastDecoder(nn.Module):
         kernel_size: int = 5,
         broadcast_size: int | None = None,
         out_channels: int = 4,
+        relative_positions: bool = False,
     ) -> None:
         super().__init__()
+        self.relative_positions = relative_positions
         self.resolution = resolution
         height, width = resolution
         self.grid_size = (height, width) if broadcast_size is None else (broadcast_size, broadcast_size)
@@ -40,7 +43,8 @@ class SpatialBroadcastDecoder(nn.Module):
                 f"broadcast_size {broadcast_size} cannot be upsampled by powers of 2 to resolution {resolution}"
             )
         self.slot_proj = nn.Linear(slot_dim, channels)
-        self.position_proj = nn.Linear(4, channels)
+        # relative: the grid in each slot's own frame (slots/frames.py), (x, y); absolute: [x, y, 1-x, 1-y]
+        self.position_proj = nn.Linear(2 if relative_positions else 4, channels)
         layers: list[nn.Module] = []
         for index in range(num_layers - 1):
             if index < num_upsamples:
@@ -55,11 +59,19 @@ class SpatialBroadcastDecoder(nn.Module):
         layers.append(nn.Conv2d(channels, out_channels, 3, padding=1))
         self.convs = nn.Sequential(*layers)
 
-    def forward(self, slots: torch.Tensor) -> torch.Tensor:
-        """Slots [B, K, D] -> per-slot outputs [B, K, out_channels, H, W]."""
+    def forward(self, slots: torch.Tensor, frames: SlotFrames | None = None,
+                frame_scale_factor: float = 1.0) -> torch.Tensor:
+        """Slots [B, K, D] -> per-slot outputs [B, K, out_channels, H, W]; a decoder built with
+        `relative_positions` needs each slot's frame."""
         batch = slots.shape[0]
-        grid = coordinate_grid(*self.grid_size, device=slots.device).to(slots.dtype)
-        position = rearrange(self.position_proj(grid), "h w c -> c h w")
+        if self.relative_positions:
+            if frames is None:
+                raise ValueError("this decoder renders in slot-centric frames: pass `frames` (slots/frames.py)")
+            grid = relative_grid(frames, *self.grid_size, scale_factor=frame_scale_factor)
+            position = rearrange(self.position_proj(grid), "b k h w c -> (b k) c h w")
+        else:
+            grid = coordinate_grid(*self.grid_size, device=slots.device).to(slots.dtype)
+            position = rearrange(self.position_proj(grid), "h w c -> c h w")
         slot_features = rearrange(self.slot_proj(slots), "b k c -> (b k) c 1 1")
         hidden = torch.relu(slot_features + position)
         return rearrange(self.convs(hidden), "(b k) c h w -> b k c h w", b=batch)

@@ -4,12 +4,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from slots.attention import SlotAttention
 from slots.decoder import SpatialBroadcastDecoder
 from slots.encoder import CNNEncoder
+from slots.frames import InvariantSlotAttention, SlotFrames, frames_from_attention
 from slots.init import GaussianSlotInit
+
+
+SLOT_FRAMES = ("none", "translation", "translation_scale")
+# keys in slot frames: the paper's MLP encoding (slots start at the centre), or the cheap quadratic bias with
+# slots starting at random positions
+INVARIANT_ATTENTION = {"none": {}, "mlp": dict(key_encoding="mlp", initial_scale=0.1),
+                       "quadratic": dict(key_encoding="quadratic", random_positions=True, initial_scale=0.2)}
 
 
 def check_images(images: torch.Tensor, resolution: tuple[int, int]) -> None:
@@ -35,6 +45,7 @@ class SlotAutoencoderOutput:
     slot_rgb: torch.Tensor  # [B, K, 3, H, W]
     slots: torch.Tensor  # [B, K, D]
     attention: torch.Tensor  # [B, K, H*W]
+    frames: SlotFrames | None = None  # each slot's position and scale, when the decoder renders in them
 
 
 class SlotAutoencoder(nn.Module):
@@ -55,27 +66,45 @@ class SlotAutoencoder(nn.Module):
         encoder_channels: int = 32,
         encoder_layers: int = 4,
         encoder_kernel: int = 5,
+        encoder_strides: tuple[int, ...] | list[int] | None = None,
         decoder_channels: int = 32,
         decoder_layers: int = 3,
         decoder_kernel: int = 5,
         broadcast_size: int | None = None,
         implicit_grad: bool = True,
+        slot_frames: str = "none",
+        frame_scale_factor: float = 1.0,
+        invariant_attention: str = "none",
+        colour_values: bool = False,
         encoder: nn.Module | None = None,
         decoder_input_dim: int | None = None,
     ) -> None:
         super().__init__()
         if num_slots < 1:
             raise ValueError(f"num_slots must be >= 1, got {num_slots}")
+        if slot_frames not in SLOT_FRAMES:
+            raise ValueError(f"slot_frames must be one of {SLOT_FRAMES}, got {slot_frames!r}")
+        self.slot_frames, self.frame_scale_factor = slot_frames, frame_scale_factor
         self.resolution = tuple(resolution)
         self.num_slots = num_slots
         self.num_iterations = num_iterations
-        self.encoder = encoder if encoder is not None else CNNEncoder(encoder_channels, encoder_layers, encoder_kernel)
+        self.encoder = encoder if encoder is not None else CNNEncoder(
+            encoder_channels, encoder_layers, encoder_kernel, strides=encoder_strides)
         self.slot_init = GaussianSlotInit(slot_dim)
-        self.slot_attention = SlotAttention(self.encoder.out_dim, slot_dim, mlp_hidden_dim, implicit_grad=implicit_grad)
+        if invariant_attention not in INVARIANT_ATTENTION:
+            raise ValueError(f"invariant_attention must be one of {tuple(INVARIANT_ATTENTION)}, "
+                             f"got {invariant_attention!r}")
+        self.slot_attention = (
+            SlotAttention(self.encoder.out_dim, slot_dim, mlp_hidden_dim, implicit_grad=implicit_grad)
+            if invariant_attention == "none" else
+            InvariantSlotAttention(self.encoder.out_dim, slot_dim, mlp_hidden_dim, implicit_grad=implicit_grad,
+                                   frame_scale_factor=frame_scale_factor, **INVARIANT_ATTENTION[invariant_attention]))
         self.decoder = SpatialBroadcastDecoder(  # a slot VAE decodes a latent of its own size, not the slot
             decoder_input_dim or slot_dim, self.resolution, decoder_channels, decoder_layers, decoder_kernel,
-            broadcast_size,
+            broadcast_size, relative_positions=slot_frames != "none",
         )
+        # the pixels under each feature, linearly mapped into the values: the slots read colour directly
+        self.colour_values = nn.Linear(3, slot_dim) if colour_values else None
 
     def forward(
         self,
@@ -90,6 +119,36 @@ class SlotAutoencoder(nn.Module):
         num_iterations = self.num_iterations if num_iterations is None else num_iterations
         features = self.encoder(images)
         initial = self.slot_init(images.shape[0], num_slots, generator)
-        slots, attention = self.slot_attention(features, initial, num_iterations)
-        reconstruction, masks, slot_rgb = composite(self.decoder(slots))
-        return SlotAutoencoderOutput(reconstruction, masks, slot_rgb, slots, attention)
+        extra_values = self.pixel_values(images)
+        if isinstance(self.slot_attention, InvariantSlotAttention):
+            slots, attention = self.slot_attention(features, initial, num_iterations,
+                                                   grid_size=self.feature_grid(images.shape[-2:]),
+                                                   generator=generator, extra_values=extra_values)
+        else:
+            slots, attention = self.slot_attention(features, initial, num_iterations, extra_values=extra_values)
+        frames = self.frames(attention, images.shape[-2:])
+        reconstruction, masks, slot_rgb = composite(self.decoder(slots, frames, self.frame_scale_factor))
+        return SlotAutoencoderOutput(reconstruction, masks, slot_rgb, slots, attention, frames)
+
+    def pixel_values(self, images: torch.Tensor) -> torch.Tensor | None:
+        """The input pixels pooled to the feature grid and mapped to value vectors [B, N, D] (or None)."""
+        if self.colour_values is None:
+            return None
+        pooled = F.adaptive_avg_pool2d(images, self.feature_grid(images.shape[-2:]))
+        return self.colour_values(rearrange(pooled, "b c h w -> b (h w) c"))
+
+    def feature_grid(self, image_size: tuple[int, int]) -> tuple[int, int]:
+        """(H, W) of the feature grid the slots attend over."""
+        if hasattr(self.encoder, "grid_size"):
+            return tuple(self.encoder.grid_size(*image_size))
+        return tuple(self.encoder.backbone.grid)
+
+    def frames(self, attention: torch.Tensor, image_size: tuple[int, int]) -> SlotFrames | None:
+        """Each slot's frame from its attention over the feature grid (None when rendering in image
+        coordinates); "translation" keeps the position and fixes the scale at 1."""
+        if self.slot_frames == "none":
+            return None
+        frames = frames_from_attention(attention, self.feature_grid(image_size))
+        if self.slot_frames == "translation":
+            frames.scales = torch.ones_like(frames.scales)
+        return frames

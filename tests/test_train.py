@@ -181,8 +181,9 @@ def test_default_run_configuration_is_pinned():
     }
     assert config["model"] == {
         "num_slots": 5, "num_iterations": 3, "slot_dim": 64, "mlp_hidden_dim": 128, "encoder_channels": 32,
-        "encoder_layers": 4, "encoder_kernel": 5, "decoder_channels": 32, "decoder_layers": 3, "decoder_kernel": 5,
-        "broadcast_size": None, "implicit_grad": True,
+        "encoder_layers": 4, "encoder_kernel": 5, "encoder_strides": None, "decoder_channels": 32,
+        "decoder_layers": 3, "decoder_kernel": 5, "broadcast_size": None, "implicit_grad": True,
+        "slot_frames": "none", "frame_scale_factor": 1.0, "invariant_attention": "none", "colour_values": False,
     }
     assert {k: config["train"][k] for k in ("batch_size", "max_steps", "learning_rate", "warmup_steps",
                                             "decay_steps", "grad_clip", "seed")} == {

@@ -44,11 +44,16 @@ class ModelConfig:
     encoder_channels: int = 32
     encoder_layers: int = 4
     encoder_kernel: int = 5
+    encoder_strides: list | None = None  # one stride per encoder layer; None: all 1 (a feature per pixel)
     decoder_channels: int = 32
     decoder_layers: int = 3
     decoder_kernel: int = 5
     broadcast_size: int | None = None
     implicit_grad: bool = True
+    slot_frames: str = "none"  # none | translation | translation_scale: decode each slot in its own frame
+    frame_scale_factor: float = 1.0  # relative grid = (grid - position) / (scale * frame_scale_factor)
+    colour_values: bool = False  # add a linear map of the pixels under each feature to the slot values
+    invariant_attention: str = "none"  # none | mlp | quadratic: keys in each slot's frame (slots/frames.py)
 
 
 @dataclass

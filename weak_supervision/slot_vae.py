@@ -37,6 +37,9 @@ class Rendering:
     slot_rgb: torch.Tensor
 
 
+UNSUPPORTED_OPTIONS = {"slot_frames": "none", "invariant_attention": "none", "colour_values": False}
+
+
 class SlotVAE(SlotAutoencoder):
     """Encoder -> Slot Attention -> per-slot Gaussian latent -> per-slot broadcast decoder.
 
@@ -48,6 +51,11 @@ class SlotVAE(SlotAutoencoder):
     def __init__(self, latent_dim: int = 10, initial_logvar: float = -4.0, **autoencoder_kwargs) -> None:
         if latent_dim < 1:
             raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
+        unsupported = {key: autoencoder_kwargs[key] for key, default in UNSUPPORTED_OPTIONS.items()
+                       if autoencoder_kwargs.get(key, default) != default}
+        if unsupported:
+            raise ValueError(f"the slot VAE does not support {unsupported} (it decodes latents in image "
+                             "coordinates and attends with plain Slot Attention)")
         super().__init__(**autoencoder_kwargs, decoder_input_dim=latent_dim)
         self.latent_dim = latent_dim
         slot_dim = self.slot_init.mu.shape[-1]
