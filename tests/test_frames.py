@@ -181,14 +181,13 @@ def test_autoencoder_with_invariant_attention_changes_slot_count_at_test_time(in
     ("weak_slots", "model.slot_frames=translation", "model.slot_frames='translation' is only supported by task"),
     ("weak_slots", "model.colour_values=true", "model.colour_values=True is only supported by task discovery"),
     ("set_prediction", "model.invariant_attention=quadratic", "model.invariant_attention='quadratic'"),
+    ("vae", "model.colour_values=true", "model.colour_values=True is only supported by task discovery, not 'vae'"),
 ])
 def test_model_options_a_task_would_ignore_are_refused(task, option, message):
     from training.config import ConfigError, build_config, parse_override
-    from training.tasks import task_class
 
-    config = build_config([{"task": task}, parse_override(option)])
     with pytest.raises(ConfigError, match=message):
-        task_class(task)(config)
+        build_config([{"task": task}, parse_override(option)])
 
 
 def test_colour_values_reach_the_slots_but_not_the_attention():

@@ -33,27 +33,6 @@ def build_model(config: RunConfig) -> nn.Module:
     return SlotAutoencoder(resolution=resolution, **asdict(model), encoder=encoder)
 
 
-# model options only some models honour: (default value, tasks whose model uses it)
-RESTRICTED_MODEL_OPTIONS = {
-    "slot_frames": ("none", ("discovery",)),
-    "invariant_attention": ("none", ("discovery",)),
-    "colour_values": (False, ("discovery",)),
-    "encoder_strides": (None, ("discovery", "weak_slots")),
-}
-
-
-def check_model_options(config: RunConfig) -> None:
-    """Refuse a model option the task's model would silently ignore (set_prediction has its own
-    encoder_strides; DINOSAUR and the slot VAE have neither frames nor colour values)."""
-    for key, (default, tasks) in RESTRICTED_MODEL_OPTIONS.items():
-        value = getattr(config.model, key)
-        if value != default and config.task not in tasks:
-            raise ConfigError(f"model.{key}={value!r} is only supported by task {' / '.join(tasks)}, "
-                              f"not {config.task!r}")
-    if config.model.encoder_strides is not None and config.backbone.name is not None:
-        raise ConfigError("model.encoder_strides applies to the CNN encoder, not to a timm backbone (backbone.name)")
-
-
 def check_backbone_weights(config: RunConfig) -> None:
     """Refuse pretrained weights without a local file, or a file that is not there, before any data work."""
     options = config.backbone

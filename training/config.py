@@ -290,7 +290,30 @@ def validate(config: RunConfig) -> None:
     for key in ("batch_size", "max_steps"):
         if getattr(config.train, key) < 1:
             raise ConfigError(f"train.{key} must be >= 1, got {getattr(config.train, key)}")
+    validate_model_options(config)
     validate_backbone(config)
+
+
+# model options that only some tasks' models honour (elsewhere they would be silently ignored: set prediction
+# has its own encoder_strides; DINOSAUR and the slot VAE have neither frames nor colour values)
+RESTRICTED_MODEL_OPTIONS = {
+    "slot_frames": ("discovery",),
+    "invariant_attention": ("discovery",),
+    "colour_values": ("discovery",),
+    "encoder_strides": ("discovery", "weak_slots"),
+}
+
+
+def validate_model_options(config: RunConfig) -> None:
+    """Refuse a model option, set away from its default, that the task's model would ignore."""
+    defaults = ModelConfig()
+    for key, tasks in RESTRICTED_MODEL_OPTIONS.items():
+        value = getattr(config.model, key)
+        if value != getattr(defaults, key) and config.task not in tasks:
+            raise ConfigError(f"model.{key}={value!r} is only supported by task {' / '.join(tasks)}, "
+                              f"not {config.task!r}")
+    if config.model.encoder_strides is not None and config.backbone.name is not None:
+        raise ConfigError("model.encoder_strides applies to the CNN encoder, not to a timm backbone (backbone.name)")
 
 
 def validate_backbone(config: RunConfig) -> None:

@@ -15,7 +15,7 @@ from eval.discovery import evaluate_discovery, load_eval_set
 from eval.slot_sweep import format_table, sweep, write_sweep
 from eval.visualize import save_slot_grid
 from slots import SlotAutoencoderOutput
-from training.build import build_model, check_backbone_weights, check_model_options
+from training.build import build_model, check_backbone_weights
 from training.config import RunConfig
 from training.tasks.base import Task
 
@@ -28,7 +28,6 @@ class DiscoveryTask(Task):
 
     def __init__(self, config: RunConfig):
         super().__init__(config)
-        check_model_options(config)
         if config.backbone.name is not None:
             check_backbone_weights(config)  # fail in a second, not after the data set has been generated
 

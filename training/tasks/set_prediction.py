@@ -16,7 +16,6 @@ from data.properties import PropertyLayout, object_targets
 from eval.set_prediction import AP_KEYS, format_table, load_property_eval_set, sweep, write_sweep
 from eval.set_prediction_ap import DISTANCE_SCALE, DISTANCE_UNIT
 from slots.set_prediction import SetPredictionOutput, SlotSetPredictor
-from training.build import check_model_options
 from training.config import ConfigError, RunConfig
 from training.set_loss import (SetLoss, attention_segmentation_loss, hungarian_classification_loss,
                                 hungarian_huber_loss)
@@ -41,7 +40,6 @@ class SetPredictionTask(Task):
 
     def __init__(self, config: RunConfig):
         super().__init__(config)
-        check_model_options(config)
         options = config.set_prediction
         for key in ("coordinate_weight", "discrete_weight", "object_weight"):
             if getattr(options, key) < 0:
