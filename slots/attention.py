@@ -64,18 +64,22 @@ class SlotAttention(nn.Module):
         slots = self.gru(updates.reshape(-1, dim), slots.reshape(-1, dim)).reshape(batch, num_slots, dim)
         return slots + self.mlp(self.norm_mlp(slots))
 
+    def keys_and_values(self, inputs: torch.Tensor, num_iterations: int, extra_values: torch.Tensor | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values [B, N, D] of the normalised inputs, `extra_values` added to the values."""
+        if num_iterations < 1:
+            raise ValueError(f"num_iterations must be >= 1, got {num_iterations}")
+        inputs = self.norm_inputs(inputs)
+        keys, values = self.to_k(inputs), self.to_v(inputs)
+        return keys, values if extra_values is None else values + extra_values
+
     def forward(
         self, inputs: torch.Tensor, slots: torch.Tensor, num_iterations: int = 3,
         extra_values: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Refine `slots` [B, K, D] against `inputs` [B, N, D_in]; returns (slots, attention [B, K, N]).
         `extra_values` [B, N, D] are added to the values only (what slots read, not how they bind)."""
-        if num_iterations < 1:
-            raise ValueError(f"num_iterations must be >= 1, got {num_iterations}")
-        inputs = self.norm_inputs(inputs)
-        keys, values = self.to_k(inputs), self.to_v(inputs)
-        if extra_values is not None:
-            values = values + extra_values
+        keys, values = self.keys_and_values(inputs, num_iterations, extra_values)
         initial = slots
         for _ in range(num_iterations - 1):
             slots, _ = self.step(slots, keys, values)

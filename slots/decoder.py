@@ -31,9 +31,10 @@ class SpatialBroadcastDecoder(nn.Module):
         broadcast_size: int | None = None,
         out_channels: int = 4,
         relative_positions: bool = False,
+        frame_scale_factor: float = 1.0,
     ) -> None:
         super().__init__()
-        self.relative_positions = relative_positions
+        self.relative_positions, self.frame_scale_factor = relative_positions, frame_scale_factor
         self.resolution = resolution
         height, width = resolution
         self.grid_size = (height, width) if broadcast_size is None else (broadcast_size, broadcast_size)
@@ -59,15 +60,14 @@ class SpatialBroadcastDecoder(nn.Module):
         layers.append(nn.Conv2d(channels, out_channels, 3, padding=1))
         self.convs = nn.Sequential(*layers)
 
-    def forward(self, slots: torch.Tensor, frames: SlotFrames | None = None,
-                frame_scale_factor: float = 1.0) -> torch.Tensor:
+    def forward(self, slots: torch.Tensor, frames: SlotFrames | None = None) -> torch.Tensor:
         """Slots [B, K, D] -> per-slot outputs [B, K, out_channels, H, W]; a decoder built with
         `relative_positions` needs each slot's frame."""
         batch = slots.shape[0]
         if self.relative_positions:
             if frames is None:
                 raise ValueError("this decoder renders in slot-centric frames: pass `frames` (slots/frames.py)")
-            grid = relative_grid(frames, *self.grid_size, scale_factor=frame_scale_factor)
+            grid = relative_grid(frames, *self.grid_size, scale_factor=self.frame_scale_factor)
             position = rearrange(self.position_proj(grid), "b k h w c -> (b k) c h w")
         else:
             grid = coordinate_grid(*self.grid_size, device=slots.device).to(slots.dtype)

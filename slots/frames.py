@@ -124,15 +124,10 @@ class InvariantSlotAttention(SlotAttention):
                 extra_values: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """As SlotAttention.forward; `grid_size` (H, W) of the feature grid, N = H * W, is required;
         `generator` draws the random initial positions."""
-        if num_iterations < 1:
-            raise ValueError(f"num_iterations must be >= 1, got {num_iterations}")
         if grid_size is None or grid_size[0] * grid_size[1] != inputs.shape[1]:
             raise ValueError(f"invariant slot attention needs the feature grid size: {inputs.shape[1]} inputs, "
                              f"got grid_size={grid_size}")
-        inputs = self.norm_inputs(inputs)
-        keys, values = self.to_k(inputs), self.to_v(inputs)
-        if extra_values is not None:
-            values = values + extra_values
+        keys, values = self.keys_and_values(inputs, num_iterations, extra_values)
         frames = self.initial_frames(slots, generator)
         initial = slots
         for _ in range(num_iterations - 1):

@@ -84,7 +84,7 @@ class SlotAutoencoder(nn.Module):
             raise ValueError(f"num_slots must be >= 1, got {num_slots}")
         if slot_frames not in SLOT_FRAMES:
             raise ValueError(f"slot_frames must be one of {SLOT_FRAMES}, got {slot_frames!r}")
-        self.slot_frames, self.frame_scale_factor = slot_frames, frame_scale_factor
+        self.slot_frames = slot_frames
         self.resolution = tuple(resolution)
         self.num_slots = num_slots
         self.num_iterations = num_iterations
@@ -101,7 +101,7 @@ class SlotAutoencoder(nn.Module):
                                    frame_scale_factor=frame_scale_factor, **INVARIANT_ATTENTION[invariant_attention]))
         self.decoder = SpatialBroadcastDecoder(  # a slot VAE decodes a latent of its own size, not the slot
             decoder_input_dim or slot_dim, self.resolution, decoder_channels, decoder_layers, decoder_kernel,
-            broadcast_size, relative_positions=slot_frames != "none",
+            broadcast_size, relative_positions=slot_frames != "none", frame_scale_factor=frame_scale_factor,
         )
         # the pixels under each feature, linearly mapped into the values: the slots read colour directly
         self.colour_values = nn.Linear(3, slot_dim) if colour_values else None
@@ -127,7 +127,7 @@ class SlotAutoencoder(nn.Module):
         else:
             slots, attention = self.slot_attention(features, initial, num_iterations, extra_values=extra_values)
         frames = self.frames(attention, images.shape[-2:])
-        reconstruction, masks, slot_rgb = composite(self.decoder(slots, frames, self.frame_scale_factor))
+        reconstruction, masks, slot_rgb = composite(self.decoder(slots, frames))
         return SlotAutoencoderOutput(reconstruction, masks, slot_rgb, slots, attention, frames)
 
     def pixel_values(self, images: torch.Tensor) -> torch.Tensor | None:
