@@ -424,3 +424,37 @@ def test_the_official_configuration_runs_through_the_task():
     loss.backward()
     assert set(logs) == {"loss", "huber"} and torch.isfinite(loss)
     assert all(p.grad is not None for p in model.head.parameters())
+
+
+# --- the property ceiling (eval/property_ceiling.py) ---------------------------------------------------------
+
+def test_crop_around_centres_the_object_and_pads_with_zeros():
+    from eval.property_ceiling import crop_around
+    channels = np.arange(2 * 8 * 8, dtype=np.float32).reshape(2, 8, 8) + 1.0
+    mask = np.zeros((8, 8), dtype=bool)
+    mask[0:3, 5:8] = True  # a 3x3 object in the top-right corner: bounding-box centre (1, 6)
+    window = crop_around(channels, mask, 6)
+    assert window.shape == (2, 6, 6)
+    # the window's centre pixel (3, 3) is the object's centre (1, 6); rows above the image are zero
+    np.testing.assert_array_equal(window[:, 3, 3], channels[:, 1, 6])
+    np.testing.assert_array_equal(window[:, :2], 0.0)
+    # rows -2..3 and columns 3..8 of the image: inside it, the pixels themselves; outside, zeros
+    np.testing.assert_array_equal(window[:, 2:, :5], channels[:, 0:4, 3:8])
+    np.testing.assert_array_equal(window[:, :, 5], 0.0)
+
+
+def test_object_examples_have_one_row_per_object_with_its_factors():
+    from data.sprites import MultiDSprites
+    from eval.property_ceiling import object_examples
+    generator = MultiDSprites()
+    examples = object_examples(generator, seed=5, num_pairs=3, properties=("shape", "scale"), crop=20)
+    expected = [o for i in range(3) for key in ("objects0", "objects1")
+                for o in generator.pair(5, i).factors[key]]
+    assert examples.inputs.shape == (len(expected), 4, 20, 20)
+    assert examples.labels["shape"].tolist() == [o["shape"] for o in expected]
+    assert examples.labels["scale"].tolist() == [o["scale"] for o in expected]
+    # the generator keeps at least 30% of every object visible; the mask channel is binary and non-empty
+    assert bool(((examples.visible_fraction >= 0.3) & (examples.visible_fraction <= 1.0)).all())
+    mask_channel = examples.inputs[:, 3]
+    assert set(mask_channel.unique().tolist()) <= {0.0, 1.0}
+    assert bool((mask_channel.sum(dim=(1, 2)) > 0).all())
