@@ -8,7 +8,7 @@ estimate from above of what a slot model can reach, and the fraction of objects 
 bounds AP-inf (a prediction with any property wrong is a false positive at every threshold; with a perfect
 confidence ranking AP-inf equals that fraction).
 
-    python -m eval.property_ceiling --out results/property_ceiling [--train-pairs 30000 --epochs 8]
+    python -m eval.property_ceiling --out results/property_ceiling [--train-pairs 20000 --epochs 6 --threads 1]
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+from tqdm import tqdm
 
 from data.registry import make_generator
 from data.pairs import SceneGenerator
@@ -55,7 +56,7 @@ def object_examples(generator: SceneGenerator, seed: int, num_pairs: int, proper
     """Both frames of `num_pairs` generated pairs, split into one example per object (every object is visible:
     the generator guarantees it)."""
     inputs, visible, labels = [], [], {name: [] for name in properties}
-    for index in range(num_pairs):
+    for index in tqdm(range(num_pairs), desc=f"pairs (seed {seed})", leave=False, mininterval=2.0):
         pair = generator.pair(seed, index)
         for image, mask, objects in ((pair.frame0, pair.mask0, pair.factors["objects0"]),
                                      (pair.frame1, pair.mask1, pair.factors["objects1"])):
@@ -141,9 +142,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--generator", default="multi_dsprites")
     parser.add_argument("--properties", nargs="+", default=["shape", "colour", "scale"])
-    parser.add_argument("--train-pairs", type=int, default=30000)
+    parser.add_argument("--train-pairs", type=int, default=20000)
     parser.add_argument("--test-pairs", type=int, default=1000)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--crop", type=int, default=20, help="window around each object (pixels); objects are at most 13 across")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
