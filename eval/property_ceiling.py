@@ -3,10 +3,10 @@
 At 32x32 an object is 6-12 pixels across and may be up to 70% hidden, so some shapes and scales cannot be
 told apart from the pixels at all. This estimates that ceiling with an oracle: a supervised CNN that is
 handed the true visible mask of one object (as a fourth input channel, next to the image) and classifies
-its discrete properties. It never has to find, separate or count objects, so its held-out accuracy is an
-estimate from above of what a slot model can reach, and the fraction of objects it gets entirely right
-bounds AP-inf (a prediction with any property wrong is a false positive at every threshold; with a perfect
-confidence ranking AP-inf equals that fraction).
+its discrete properties. It never has to find, separate or count objects, so its held-out accuracy estimates
+the best a slot model can reach. A prediction with any property wrong is a false positive at every
+threshold, so with one prediction per object AP-inf is at most the fraction of objects whose properties are
+all right (and equals it under a perfect confidence ranking).
 
     python -m eval.property_ceiling --out results/property_ceiling [--train-pairs 20000 --epochs 6 --threads 1]
 """
@@ -78,12 +78,13 @@ class PropertyOracle(nn.Module):
 
     def __init__(self, crop: int, class_counts: dict[str, int], width: int = 48):
         super().__init__()
+        halved_twice = ((crop + 1) // 2 + 1) // 2  # side after the two stride-2 convolutions (padding 1)
         self.features = nn.Sequential(
             nn.Conv2d(4, width, 3, padding=1), nn.ReLU(),
             nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
             nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Flatten(), nn.Linear(2 * width * (crop // 4) ** 2, 256), nn.ReLU(),
+            nn.Flatten(), nn.Linear(2 * width * halved_twice ** 2, 256), nn.ReLU(),
         )
         self.heads = nn.ModuleDict({name: nn.Linear(256, count) for name, count in class_counts.items()})
 
@@ -99,7 +100,7 @@ def train_oracle(model: PropertyOracle, train: ObjectExamples, epochs: int, batc
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
     steps = epochs * (len(train.inputs) // batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps)
-    step, started = 0, time.perf_counter()
+    started = time.perf_counter()
     for epoch in range(epochs):
         order = torch.randperm(len(train.inputs), generator=generator)
         for start in range(0, len(order) - batch_size + 1, batch_size):
@@ -110,7 +111,6 @@ def train_oracle(model: PropertyOracle, train: ObjectExamples, epochs: int, batc
             loss.backward()
             optimiser.step()
             schedule.step()
-            step += 1
         print(f"epoch {epoch + 1}/{epochs}: loss {loss.item():.3f}, {time.perf_counter() - started:.0f} s", flush=True)
 
 
