@@ -3,6 +3,10 @@ FLOP/s of its training step against this machine's measured matmul peak.
 
     python -m bench.time_to_quality                       # the default run (about 15 minutes on 2 cores)
     python -m bench.time_to_quality train.max_steps=300   # any overrides of train_slots.py
+    python -m bench.time_to_quality --mixed-precision bf16 data.resolution=64   # on a GPU
+
+The peak is measured where training ran (the GPU if there is one) in the dtype it computed in (bf16 under
+`--mixed-precision bf16`, else float32, which CUDA may run as TF32 if the user enabled it).
 
 Writes `time_to_quality.csv` and `time_to_quality.png` into the run directory and prints a table.
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import time
 from pathlib import Path
 
@@ -23,14 +28,22 @@ from training.build import build_model
 from training.config import RunConfig, load_run_config
 
 
-def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
-    """Best observed float32 GFLOP/s of a square matmul: the machine's practical compute ceiling."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_peak_gflops(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                       size: int | None = None, repeats: int = 5) -> float:
+    """Best observed GFLOP/s of a square matmul on `device` in `dtype`: the practical compute ceiling that
+    the training step's achieved FLOP/s is compared with."""
+    device = torch.device(device)
+    size = size or (8192 if device.type == "cuda" else 2048)
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     a @ b
+    synchronize()
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         a @ b
+        synchronize()
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e9
 
@@ -50,11 +63,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preset", default="default")
     parser.add_argument("--eval-every", type=int, default=100, help="steps between FG-ARI measurements")
     parser.add_argument("--output-dir", default="bench_results")
+    parser.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"],
+                        help="as `accelerate launch --mixed_precision` (default: what the launcher set, else no)")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value")
     args = parser.parse_args(argv)
 
-    from training.loop import run
+    from training.loop import run, wants_cpu
 
+    if args.mixed_precision:  # read by Accelerator() inside the run, as `accelerate launch` would set it
+        os.environ["ACCELERATE_MIXED_PRECISION"] = args.mixed_precision
+    precision = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
     name = f"time_to_quality-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     overrides = [f"output_dir={args.output_dir}", f"name={name}", f"train.eval_every={args.eval_every}", *args.overrides]
     start = time.time()
@@ -71,13 +89,17 @@ def main(argv: list[str] | None = None) -> None:
 
     steps_per_second = metrics["steps"] / metrics["train_seconds"]
     step_gflop = training_step_gflop(config)
-    peak = matmul_peak_gflops()
+    device = torch.device("cuda" if torch.cuda.is_available() and not wants_cpu() else "cpu")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    peak = matmul_peak_gflops(device, dtype)
     achieved = step_gflop * steps_per_second
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"\n| minutes | step | FG-ARI |\n|---:|---:|---:|")
     for row in rows:
         print(f"| {row['seconds'] / 60:.1f} | {row['step']} | {row['fg_ari']:.3f} |")
     print(f"\nsteps/s {steps_per_second:.2f}; {step_gflop:.2f} GFLOP per step (forward + backward); "
-          f"achieved {achieved:.1f} GFLOP/s = {achieved / peak:.0%} of the measured matmul peak {peak:.1f} GFLOP/s")
+          f"achieved {achieved:.1f} GFLOP/s = {achieved / peak:.1%} of the measured {str(dtype).removeprefix('torch.')} "
+          f"matmul peak {peak:.1f} GFLOP/s ({where}, mixed precision {precision})")
     print(f"final FG-ARI {metrics['fg_ari']:.3f} on {metrics['eval_images']} images after "
           f"{metrics['total_seconds'] / 60:.1f} min; wrote {run_dir / 'time_to_quality.csv'} and .png")
 

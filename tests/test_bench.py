@@ -24,4 +24,5 @@ def test_time_to_quality_writes_the_curve_and_flop_figures(tmp_path, capsys):
     assert seconds == sorted(seconds) and seconds[0] > 0
     assert (run_dir / "time_to_quality.png").stat().st_size > 0
     out = capsys.readouterr().out
-    assert "GFLOP per step" in out and "of the measured matmul peak" in out
+    assert "GFLOP per step" in out and "of the measured float32 matmul peak" in out
+    assert "mixed precision no" in out
