@@ -7,6 +7,7 @@ from slots.decoder import SpatialBroadcastDecoder
 from slots.dinosaur import DinosaurAutoencoder, DinosaurOutput
 from slots.encoder import BackboneEncoder, CNNEncoder, SoftPositionEmbed, coordinate_grid
 from slots.feature_decoder import MLPFeatureDecoder
+from slots.glimpse import SlotGlimpse
 from slots.init import GaussianSlotInit
 from slots.model import SlotAutoencoder, SlotAutoencoderOutput
 from slots.set_prediction import SetPredictionOutput, SlotSetPredictor
@@ -20,6 +21,7 @@ __all__ = [
     "GaussianSlotInit",
     "MLPFeatureDecoder",
     "SlotAttention",
+    "SlotGlimpse",
     "SlotAutoencoder",
     "SetPredictionOutput",
     "SlotAutoencoderOutput",

@@ -1,7 +1,7 @@
 """Slot Attention for set prediction (Locatello et al. 2020, section 4.2): one property vector per slot.
 
 encoder (convolutions + soft position embedding + LayerNorm + MLP) -> Slot Attention -> a per-slot MLP head,
-as in the official model, with three additions (each can be switched off) that make it learn within
+as in the official model, with four additions (each can be switched off) that make it learn within
 minutes on a CPU instead of hours on accelerators:
 
 - `input_skip`: a linear map of the input pixels (pooled to the feature grid) is added to the features
@@ -11,7 +11,10 @@ minutes on a CPU instead of hours on accelerators:
   slot-centric statistics in the spirit of Invariant Slot Attention (Biza et al. 2023) - cues to size,
   elongation and position that a weighted mean of features does not keep;
 - `attention_coordinates`: the predicted coordinates are a learned affine map of the attention centroid
-  plus the head's correction, so the coordinate loss moves the attention itself.
+  plus the head's correction, so the coordinate loss moves the attention itself;
+- `glimpse_size`: the head also reads a small CNN's view of the pixels around the slot's centroid, with the
+  slot's attention map as a mask channel (slots/glimpse.py): shape and size are in the outline, which a
+  weighted mean of features keeps poorly.
 
 The head is shared by all slots and applied to each on its own, so the predictions inherit the slot
 permutation equivariance of Slot Attention, which is what lets a Hungarian-matched loss train them.
@@ -29,6 +32,7 @@ from torch import nn
 
 from slots.attention import SlotAttention
 from slots.encoder import CNNEncoder, coordinate_grid
+from slots.glimpse import SlotGlimpse, window_centres
 from slots.init import GaussianSlotInit
 
 #: mass, centroid (x, y), covariance (xx, yy, xy)
@@ -79,6 +83,8 @@ class SlotSetPredictor(nn.Module):
         input_skip: bool = True,
         slot_geometry: bool = True,
         attention_coordinates: bool = True,
+        glimpse_size: int = 0,
+        glimpse_channels: int = 32,
     ) -> None:
         super().__init__()
         if num_slots < 1:
@@ -95,7 +101,8 @@ class SlotSetPredictor(nn.Module):
         self.slot_init = GaussianSlotInit(slot_dim)
         self.slot_attention = SlotAttention(encoder_channels, slot_dim, mlp_hidden_dim, implicit_grad=implicit_grad)
         self.slot_geometry = slot_geometry
-        head_in = slot_dim + (GEOMETRY_DIM if slot_geometry else 0)
+        self.glimpse = SlotGlimpse(glimpse_size, glimpse_channels, head_hidden_dim) if glimpse_size else None
+        head_in = slot_dim + (GEOMETRY_DIM if slot_geometry else 0) + (head_hidden_dim if glimpse_size else 0)
         self.head = nn.Sequential(nn.Linear(head_in, head_hidden_dim), nn.ReLU(),
                                   nn.Linear(head_hidden_dim, self.property_dim))
         self.centroid_proj = nn.Linear(2, num_coordinates) if attention_coordinates and num_coordinates else None
@@ -122,9 +129,15 @@ class SlotSetPredictor(nn.Module):
                                            generator)
         slots, attention = self.slot_attention(features, initial_slots, num_iterations)
         geometry = attention_geometry(attention, height, width)
-        logits = self.head(torch.cat([slots, geometry], dim=-1) if self.slot_geometry else slots)
+        head_inputs = [slots, geometry] if self.slot_geometry else [slots]
+        centres = geometry[..., 1:3]
+        if self.glimpse is not None:
+            head_inputs.append(self.glimpse(images, attention, centres, (height, width)))
+            # the glimpse sees the object's offset from the window's centre pixel, so correct from there
+            centres = window_centres(centres, images.shape[-2:], (height, width))
+        logits = self.head(torch.cat(head_inputs, dim=-1))
         if self.centroid_proj is not None:
-            coordinates = logits[..., : self.num_coordinates] + self.centroid_proj(geometry[..., 1:3])
+            coordinates = logits[..., : self.num_coordinates] + self.centroid_proj(centres)
             logits = torch.cat([coordinates, logits[..., self.num_coordinates:]], dim=-1)
         return SetPredictionOutput(self.to_properties(logits), logits, slots, attention, (height, width))
 

@@ -15,6 +15,7 @@ from data.errors import DataError
 from data.properties import PropertyLayout, object_targets
 from eval.matching import hungarian_match
 from eval.set_prediction_ap import THRESHOLDS, average_precision, voc_average_precision
+from slots.glimpse import glimpse_windows, window_centres
 from slots.set_prediction import SlotSetPredictor, attention_geometry
 from training.set_loss import (attention_segmentation_loss, hungarian_classification_loss, hungarian_huber_loss,
                                pairwise_huber_cost)
@@ -315,10 +316,11 @@ def tiny_model(**kwargs) -> SlotSetPredictor:
                             encoder_layers=2, encoder_kernel=3, head_hidden_dim=16, **kwargs)
 
 
-@pytest.mark.parametrize("strides, extras", [(None, True), ((1, 2), True), ((1, 2), False)])
-def test_model_outputs_are_permutation_equivariant_in_the_slots(strides, extras):
+@pytest.mark.parametrize("strides, extras, glimpse", [(None, True, 0), ((1, 2), True, 0), ((1, 2), False, 0),
+                                                      ((1, 2), True, 7), (None, False, 5)])
+def test_model_outputs_are_permutation_equivariant_in_the_slots(strides, extras, glimpse):
     model = tiny_model(encoder_strides=strides, input_skip=extras, slot_geometry=extras,
-                       attention_coordinates=extras).eval()
+                       attention_coordinates=extras, glimpse_size=glimpse).eval()
     images = torch.rand(2, 3, 12, 12) * 2 - 1
     initial = torch.randn(2, 4, 16, generator=torch.Generator().manual_seed(0))
     perm = torch.tensor([2, 0, 3, 1])
@@ -331,6 +333,43 @@ def test_model_outputs_are_permutation_equivariant_in_the_slots(strides, extras)
     assert ((out.predictions[..., 6] > 0) & (out.predictions[..., 6] < 1)).all()
     assert torch.equal(out.predictions[..., :2], out.logits[..., :2])
     assert out.attention.shape == (2, 4, 144 if strides is None else 36)
+
+
+def test_glimpse_reads_the_image_pixels_around_the_attention_centroid():
+    """Attention on one feature cell of a stride-2 grid -> a window of exact image pixels centred on the pixel
+    that cell is centred on (2 * cell), zeros outside the image, and the upsampled attention as fourth channel."""
+    images = torch.arange(2 * 3 * 12 * 12, dtype=torch.float32).reshape(2, 3, 12, 12)
+    attention = torch.zeros(2, 1, 36)
+    attention[0, 0, 2 * 6 + 4] = 1.0  # cell (row 2, column 4) -> pixel (row 4, column 8)
+    attention[1, 0, 0] = 1.0  # cell (0, 0) -> pixel (0, 0): half the window is outside the image
+    centres = attention_geometry(attention, 6, 6)[..., 1:3]
+    windows = glimpse_windows(images, attention, centres, (6, 6), 5)
+    assert windows.shape == (2, 4, 5, 5)
+    torch.testing.assert_close(windows[0, :3], images[0, :, 2:7, 6:11])
+    torch.testing.assert_close(windows[1, :3, 2:, 2:], images[1, :, 0:3, 0:3])
+    assert windows[1, :3, :2].abs().sum() == 0 and windows[1, :3, :, :2].abs().sum() == 0
+    attention_map = windows[0, 3]
+    assert attention_map.argmax() // 5 in (1, 2) and attention_map[0, 0] == 0  # the attended cell, upsampled
+
+
+def test_window_centres_move_to_the_nearest_pixel_and_pass_the_gradient_straight_through():
+    centres = torch.tensor([[[0.71, 0.0], [0.3, 1.0]]], requires_grad=True)
+    rounded = window_centres(centres, (12, 12), (6, 6))  # stride 2: [0, 1] spans pixels 0..10
+    torch.testing.assert_close(rounded, torch.tensor([[[0.7, 0.0], [0.3, 1.0]]]))
+    rounded.sum().backward()
+    torch.testing.assert_close(centres.grad, torch.ones(1, 2, 2))
+    torch.testing.assert_close(window_centres(torch.tensor([[[0.26, 0.5]]]), (12, 12), (12, 12)),
+                               torch.tensor([[[0.2727, 0.5455]]]), atol=1e-4, rtol=0)  # 2.86 -> pixel 3 of 0..11
+
+
+def test_glimpse_gradient_reaches_the_attention_but_not_the_window_position():
+    attention = torch.rand(2, 3, 36).softmax(dim=1).requires_grad_()
+    centres = attention_geometry(attention, 6, 6)[..., 1:3]
+    windows = glimpse_windows(torch.rand(2, 3, 12, 12), attention, centres, (6, 6), 5)
+    (attention_grad,) = torch.autograd.grad(windows[:, 3].sum(), attention, retain_graph=True)
+    assert attention_grad.abs().sum() > 0
+    (rgb_grad,) = torch.autograd.grad(windows[:, :3].sum(), attention, allow_unused=True, materialize_grads=True)
+    assert rgb_grad.abs().sum() == 0  # the window's position is not learned through the pixels
 
 
 def test_slot_and_iteration_counts_change_at_call_time():
@@ -386,6 +425,7 @@ def test_preset_runs_end_to_end_and_reports_ap_with_a_slot_sweep(tmp_path, capsy
     ("set_prediction.discrete_factors=[size]", "factor 'size' is not produced by the data"),
     ("set_prediction.object_weight=-1", "set_prediction.object_weight must be >= 0, got -1"),
     ("set_prediction.encoder_strides=[2]", "set_prediction.encoder_strides needs one stride per encoder layer (2)"),
+    ("set_prediction.glimpse_size=3", "set_prediction.glimpse_size must be 0 (off) or >= 4 pixels, got 3"),
 ])
 def test_bad_set_prediction_config_fails_with_one_line(tmp_path, capsys, override, message):
     assert train_slots.main(preset_args(tmp_path, "bad", override)) == 2
@@ -411,13 +451,15 @@ def test_the_official_configuration_runs_through_the_task():
     from training.tasks.set_prediction import SetPredictionTask
 
     overrides = ["set_prediction.loss=huber", "set_prediction.input_skip=false", "set_prediction.slot_geometry=false",
-                 "set_prediction.attention_coordinates=false", "set_prediction.segmentation_weight=0",
-                 "set_prediction.coordinate_weight=1", "model.encoder_channels=8", "model.encoder_layers=2",
+                 "set_prediction.attention_coordinates=false", "set_prediction.glimpse_size=0",
+                 "set_prediction.segmentation_weight=0", "set_prediction.coordinate_weight=1",
+                 "set_prediction.head_hidden_dim=64", "model.encoder_channels=8", "model.encoder_layers=2",
                  "set_prediction.encoder_strides=[1, 2]", "train.batch_size=2"]
     config = build_config([load_yaml(preset_path("set_prediction"))] + [parse_override(o) for o in overrides])
     task = SetPredictionTask(config)
     model = task.build_model()
-    assert model.input_skip is None and model.centroid_proj is None and model.head[0].in_features == 64
+    assert model.input_skip is None and model.centroid_proj is None and model.glimpse is None
+    assert model.head[0].in_features == 64
     batch = {"frame0": torch.rand(2, 3, 32, 32) * 2 - 1, "frame1": torch.rand(2, 3, 32, 32) * 2 - 1,
              "factors": synthetic_factors(task, 2, seed=0)}
     loss, logs = task.training_loss(model, batch, 0, torch.device("cpu"))

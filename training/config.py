@@ -90,11 +90,13 @@ class SetPredictionConfig:
 
     coordinate_factors: list = field(default_factory=lambda: ["x", "y"])  # regressed, in [0, 1]
     discrete_factors: list = field(default_factory=lambda: ["shape", "colour", "scale"])  # one-hot blocks
-    head_hidden_dim: int = 64  # the per-slot MLP head: slot (+ geometry) -> head_hidden_dim -> properties
+    head_hidden_dim: int = 128  # the per-slot MLP head: slot (+ geometry, glimpse) -> head_hidden_dim -> properties
     encoder_strides: list | None = None  # one stride per encoder layer; None: all 1
     input_skip: bool = True  # add a linear map of the pooled input pixels to the features
     slot_geometry: bool = True  # the head also sees each slot's attention mass, centroid and covariance
     attention_coordinates: bool = True  # coordinates = affine(attention centroid) + the head's correction
+    glimpse_size: int = 19  # > 0: the head also reads a CNN's view of this many pixels around each slot; 0: off
+    glimpse_channels: int = 32  # width of that CNN
     loss: str = "cross_entropy"  # on matched pairs: "cross_entropy" or "huber" (the official loss)
     huber_delta: float = 1.0
     coordinate_weight: float = 10.0  # weight of each coordinate entry (matching cost and loss)

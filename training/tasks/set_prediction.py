@@ -48,6 +48,10 @@ class SetPredictionTask(Task):
             raise ConfigError(f"set_prediction.loss must be 'cross_entropy' or 'huber', got {options.loss!r}")
         if options.segmentation_weight < 0:
             raise ConfigError(f"set_prediction.segmentation_weight must be >= 0, got {options.segmentation_weight}")
+        if options.glimpse_size != 0 and options.glimpse_size < 4:
+            raise ConfigError(f"set_prediction.glimpse_size must be 0 (off) or >= 4 pixels, got {options.glimpse_size}")
+        if options.glimpse_channels < 1:
+            raise ConfigError(f"set_prediction.glimpse_channels must be >= 1, got {options.glimpse_channels}")
         if options.huber_delta <= 0:
             raise ConfigError(f"set_prediction.huber_delta must be > 0, got {options.huber_delta}")
         self.layout, max_objects = property_layout(config)
@@ -75,7 +79,8 @@ class SetPredictionTask(Task):
             encoder_channels=model.encoder_channels, encoder_layers=model.encoder_layers,
             encoder_kernel=model.encoder_kernel, encoder_strides=strides, head_hidden_dim=options.head_hidden_dim,
             implicit_grad=model.implicit_grad, input_skip=options.input_skip, slot_geometry=options.slot_geometry,
-            attention_coordinates=options.attention_coordinates,
+            attention_coordinates=options.attention_coordinates, glimpse_size=options.glimpse_size,
+            glimpse_channels=options.glimpse_channels,
         )
 
     def targets(self, batch: dict) -> torch.Tensor:
