@@ -17,8 +17,8 @@ from eval.matching import hungarian_match
 from eval.set_prediction_ap import THRESHOLDS, average_precision, voc_average_precision
 from slots.glimpse import glimpse_windows, window_centres
 from slots.set_prediction import SlotSetPredictor, attention_geometry
-from training.set_loss import (attention_segmentation_loss, hungarian_classification_loss, hungarian_huber_loss,
-                               pairwise_huber_cost)
+from training.set_loss import (attention_compactness_loss, attention_segmentation_loss,
+                               hungarian_classification_loss, hungarian_huber_loss, pairwise_huber_cost)
 
 # A small layout for hand-built cases: x, y on 5-value grids, one discrete factor with 2 values -> 5 entries.
 LAYOUT = PropertyLayout((("x", 5), ("y", 5)), (("shape", 2),))
@@ -136,6 +136,20 @@ def test_attention_segmentation_loss_is_zero_for_a_segmentation_into_uniform_reg
     assert attention_segmentation_loss(perfect, image, (4, 4)).item() == pytest.approx(0.0, abs=1e-12)
     uniform = torch.full((1, 2, 16), 0.5)
     assert attention_segmentation_loss(uniform, image, (4, 4)).item() > 0.1
+
+
+def test_compactness_counts_only_slots_matched_to_real_objects():
+    """2x2 grid with coordinates 0 and 1 (cells in row-major order). Slot 0 sits on one cell: variance 0.
+    Slot 2 has weights 1/4, 1/2, 1/4 on cells (x, y) = (1, 0), (0, 1), (1, 1): centroid (0.5, 0.75), var x
+    0.5 - 0.25 = 0.25, var y 0.75 - 0.5625 = 0.1875. Slot 1 is matched to padding and is not counted."""
+    attention = torch.tensor([[[1.0, 0, 0, 0], [0, 0.5, 0, 0.5], [0, 0.5, 1.0, 0.5]]])  # [1, 3, 4]
+    targets = torch.zeros(1, 3, 3)
+    targets[0, :2, -1] = 1.0  # rows 0 and 1 are real objects, row 2 is padding
+    pred_idx = torch.tensor([[2, 0, 1]])  # slot 2 -> object 0, slot 0 -> object 1, slot 1 -> padding
+    loss = attention_compactness_loss(attention, (2, 2), pred_idx, targets)
+    torch.testing.assert_close(loss, torch.tensor((0.25 + 0.1875 + 0.0) / 2))
+    targets[0, :, -1] = 0.0
+    assert float(attention_compactness_loss(attention, (2, 2), pred_idx, targets)) == 0.0
 
 
 def test_attention_geometry_of_a_single_cell():

@@ -103,6 +103,7 @@ class SetPredictionConfig:
     discrete_weight: float = 1.0  # ... of each one-hot entry
     object_weight: float = 1.0  # ... of the is-object flag
     segmentation_weight: float = 10.0  # attention segmentation loss (decoder-free, label-free); 0: off
+    compactness_weight: float = 0.0  # spatial variance of the attention of slots matched to objects; 0: off
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Hungarian-matched losses for set prediction (Deep Set Prediction Networks, Eq. 2; the official Slot
-Attention set-prediction loss), and the attention segmentation loss that helps slots bind.
+Attention set-prediction loss), and two attention losses that help slots bind (segmentation, compactness).
 
 Slots come out in arbitrary order, so each image's K predictions are first paired one-to-one with its
 targets by the assignment of least total Huber cost (scipy's `linear_sum_assignment`, through the shared
@@ -140,3 +140,21 @@ def attention_segmentation_loss(attention: torch.Tensor, images: torch.Tensor, g
     slot_colours = torch.einsum("bkn,bnc->bkc", weights, pixels)
     reconstruction = torch.einsum("bkn,bkc->bnc", attention, slot_colours)
     return F.mse_loss(reconstruction, pixels)
+
+
+def attention_compactness_loss(attention: torch.Tensor, grid_size: tuple[int, int], pred_idx: torch.Tensor,
+                               matched_targets: torch.Tensor) -> torch.Tensor:
+    """Mean spatial variance (var x + var y, in the [0, 1] units of the feature grid) of the normalised
+    attention maps of the slots matched to real objects; spare slots are free.
+
+    Why: where a slot's attention is spread over two objects or over background, its glimpse and its mean
+    features name the object wrongly; a compact map is one that covers one object. Uses only the matching
+    (which slots are objects), no masks. `pred_idx` [B, K] and `matched_targets` [B, K, P] (is-object flag
+    last) as in `SetLoss`.
+    """
+    from slots.set_prediction import attention_geometry
+
+    geometry = attention_geometry(attention, *grid_size)
+    variance = _gather_rows(geometry[..., 3] + geometry[..., 4], pred_idx)
+    real = matched_targets[..., -1]
+    return (variance * real).sum() / real.sum().clamp_min(1.0)

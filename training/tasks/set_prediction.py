@@ -17,8 +17,8 @@ from eval.set_prediction import AP_KEYS, format_table, load_property_eval_set, s
 from eval.set_prediction_ap import DISTANCE_SCALE, DISTANCE_UNIT
 from slots.set_prediction import SetPredictionOutput, SlotSetPredictor
 from training.config import ConfigError, RunConfig
-from training.set_loss import (SetLoss, attention_segmentation_loss, hungarian_classification_loss,
-                                hungarian_huber_loss)
+from training.set_loss import (SetLoss, attention_compactness_loss, attention_segmentation_loss,
+                                hungarian_classification_loss, hungarian_huber_loss)
 from training.tasks.base import Task
 
 
@@ -41,7 +41,7 @@ class SetPredictionTask(Task):
     def __init__(self, config: RunConfig):
         super().__init__(config)
         options = config.set_prediction
-        for key in ("coordinate_weight", "discrete_weight", "object_weight"):
+        for key in ("coordinate_weight", "discrete_weight", "object_weight", "compactness_weight"):
             if getattr(options, key) < 0:
                 raise ConfigError(f"set_prediction.{key} must be >= 0, got {getattr(options, key)}")
         if options.loss not in ("cross_entropy", "huber"):
@@ -102,6 +102,11 @@ class SetPredictionTask(Task):
             segmentation = attention_segmentation_loss(output.attention.float(), images, output.grid_size)
             result.loss = result.loss + options.segmentation_weight * segmentation
             result.parts["segmentation"] = segmentation.detach()
+        if options.compactness_weight > 0:
+            compactness = attention_compactness_loss(output.attention.float(), output.grid_size, result.pred_idx,
+                                                     result.matched_targets)
+            result.loss = result.loss + options.compactness_weight * compactness
+            result.parts["compactness"] = compactness.detach()
         return result
 
     def training_loss(self, model: nn.Module, batch: dict, step: int, device: torch.device
