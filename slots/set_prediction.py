@@ -49,6 +49,7 @@ class SetPredictionOutput:
     slots: torch.Tensor  # [B, K, D]
     attention: torch.Tensor  # [B, K, N], softmax over slots, N = the feature grid
     grid_size: tuple[int, int]  # (height, width) of the feature grid
+    geometry: torch.Tensor  # [B, K, 6]: `attention_geometry` of the attention (mass, centroid, covariance)
 
 
 def attention_geometry(attention: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -139,7 +140,7 @@ class SlotSetPredictor(nn.Module):
         if self.centroid_proj is not None:
             coordinates = logits[..., : self.num_coordinates] + self.centroid_proj(centres)
             logits = torch.cat([coordinates, logits[..., self.num_coordinates:]], dim=-1)
-        return SetPredictionOutput(self.to_properties(logits), logits, slots, attention, (height, width))
+        return SetPredictionOutput(self.to_properties(logits), logits, slots, attention, (height, width), geometry)
 
     def to_properties(self, logits: torch.Tensor) -> torch.Tensor:
         """Head outputs -> a point in the target space: coordinates, class probabilities, is-object probability."""

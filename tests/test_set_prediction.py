@@ -146,10 +146,11 @@ def test_compactness_counts_only_slots_matched_to_real_objects():
     targets = torch.zeros(1, 3, 3)
     targets[0, :2, -1] = 1.0  # rows 0 and 1 are real objects, row 2 is padding
     pred_idx = torch.tensor([[2, 0, 1]])  # slot 2 -> object 0, slot 0 -> object 1, slot 1 -> padding
-    loss = attention_compactness_loss(attention, (2, 2), pred_idx, targets)
+    geometry = attention_geometry(attention, 2, 2)
+    loss = attention_compactness_loss(geometry, pred_idx, targets)
     torch.testing.assert_close(loss, torch.tensor((0.25 + 0.1875 + 0.0) / 2))
     targets[0, :, -1] = 0.0
-    assert float(attention_compactness_loss(attention, (2, 2), pred_idx, targets)) == 0.0
+    assert float(attention_compactness_loss(geometry, pred_idx, targets)) == 0.0
 
 
 def test_attention_geometry_of_a_single_cell():
@@ -514,3 +515,24 @@ def test_object_examples_have_one_row_per_object_with_its_factors():
     mask_channel = examples.inputs[:, 3]
     assert set(mask_channel.unique().tolist()) <= {0.0, 1.0}
     assert bool((mask_channel.sum(dim=(1, 2)) > 0).all())
+
+
+def test_compactness_weight_adds_its_part_to_the_training_loss():
+    from bench.set_prediction import synthetic_factors
+    from training.config import build_config, load_yaml, parse_override, preset_path
+    from training.tasks.set_prediction import SetPredictionTask
+
+    def step(weight: float) -> dict:
+        overrides = [f"set_prediction.compactness_weight={weight}", "model.encoder_channels=8",
+                     "model.encoder_layers=2", "set_prediction.encoder_strides=[1, 2]", "train.batch_size=2"]
+        task = SetPredictionTask(build_config([load_yaml(preset_path("set_prediction"))]
+                                              + [parse_override(o) for o in overrides]))
+        torch.manual_seed(0)
+        model = task.build_model()
+        batch = {"frame0": torch.rand(2, 3, 32, 32) * 2 - 1, "frame1": torch.rand(2, 3, 32, 32) * 2 - 1,
+                 "factors": synthetic_factors(task, 2, seed=0)}
+        return task.training_loss(model, batch, 0, torch.device("cpu"))[1]
+
+    off, on = step(0), step(10)
+    assert "compactness" not in off and float(on["compactness"]) > 0
+    torch.testing.assert_close(on["loss"], off["loss"] + 10 * on["compactness"], rtol=1e-5, atol=1e-5)

@@ -142,19 +142,17 @@ def attention_segmentation_loss(attention: torch.Tensor, images: torch.Tensor, g
     return F.mse_loss(reconstruction, pixels)
 
 
-def attention_compactness_loss(attention: torch.Tensor, grid_size: tuple[int, int], pred_idx: torch.Tensor,
-                               matched_targets: torch.Tensor) -> torch.Tensor:
+def attention_compactness_loss(geometry: torch.Tensor, pred_idx: torch.Tensor, matched_targets: torch.Tensor
+                               ) -> torch.Tensor:
     """Mean spatial variance (var x + var y, in the [0, 1] units of the feature grid) of the normalised
     attention maps of the slots matched to real objects; spare slots are free.
 
     Why: where a slot's attention is spread over two objects or over background, its glimpse and its mean
     features name the object wrongly; a compact map is one that covers one object. Uses only the matching
-    (which slots are objects), no masks. `pred_idx` [B, K] and `matched_targets` [B, K, P] (is-object flag
-    last) as in `SetLoss`.
+    (which slots are objects), no masks. `geometry` [B, K, 6] as `slots.set_prediction.attention_geometry`
+    (covariance xx, yy at 3, 4); `pred_idx` [B, K] and `matched_targets` [B, K, P] (is-object flag last) as
+    in `SetLoss`.
     """
-    from slots.set_prediction import attention_geometry
-
-    geometry = attention_geometry(attention, *grid_size)
     variance = _gather_rows(geometry[..., 3] + geometry[..., 4], pred_idx)
     real = matched_targets[..., -1]
     return (variance * real).sum() / real.sum().clamp_min(1.0)

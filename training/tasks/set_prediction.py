@@ -103,8 +103,7 @@ class SetPredictionTask(Task):
             result.loss = result.loss + options.segmentation_weight * segmentation
             result.parts["segmentation"] = segmentation.detach()
         if options.compactness_weight > 0:
-            compactness = attention_compactness_loss(output.attention.float(), output.grid_size, result.pred_idx,
-                                                     result.matched_targets)
+            compactness = attention_compactness_loss(output.geometry.float(), result.pred_idx, result.matched_targets)
             result.loss = result.loss + options.compactness_weight * compactness
             result.parts["compactness"] = compactness.detach()
         return result
