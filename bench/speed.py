@@ -3,8 +3,9 @@
     python -m bench.speed                 # default training config, 32x32
     python -m bench.speed --resolution 64 --steps 5
 
-Prints a table: training images/s (ours vs `bench.naive`, same architecture and weights) and FG-ARI
-images/s (our batched bincount ARI vs a per-image scikit-learn loop), with ratios.
+Prints a table: training images/s (ours vs `bench.naive`, same architecture and weights; and the default
+preset's model against the paper's, both ours) and FG-ARI images/s (our batched bincount ARI vs a
+per-image scikit-learn loop), with ratios.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 from bench.naive import NaiveSlotAutoencoder
 from eval.ari import adjusted_rand_index
 from slots import SlotAutoencoder
-from training.config import ModelConfig, TrainConfig
+from training.config import ModelConfig, TrainConfig, build_config, load_yaml, preset_path
 
 
 def time_training(models: dict[str, torch.nn.Module], images: torch.Tensor, steps: int, rounds: int = 3) -> dict[str, float]:
@@ -64,8 +65,10 @@ def main(argv: list[str] | None = None) -> None:
     ours = SlotAutoencoder(resolution=(args.resolution,) * 2, **model_config)
     naive = NaiveSlotAutoencoder(resolution=(args.resolution,) * 2, **model_config)
     naive.load_state_dict(ours.state_dict())
-    seconds = time_training({"naive": naive, "ours": ours}, images, args.steps)
-    naive_seconds, ours_seconds = seconds["naive"], seconds["ours"]
+    default_config = asdict(build_config([load_yaml(preset_path("default"))]).model)
+    default = SlotAutoencoder(resolution=(args.resolution,) * 2, **default_config)
+    seconds = time_training({"naive": naive, "ours": ours, "default": default}, images, args.steps)
+    naive_seconds, ours_seconds, default_seconds = seconds["naive"], seconds["ours"], seconds["default"]
 
     generator = torch.Generator().manual_seed(0)
     shape = (args.ari_images, args.resolution, args.resolution)
@@ -83,6 +86,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = [
         ("train images/s", f"naive ({naive_seconds * 1000:.0f} ms/step)", batch / naive_seconds,
          f"ours ({ours_seconds * 1000:.0f} ms/step)", batch / ours_seconds),
+        ("train images/s, default preset's model", f"the paper's model ({ours_seconds * 1000:.0f} ms/step)",
+         batch / ours_seconds, f"default ({default_seconds * 1000:.0f} ms/step, {default_config['num_slots']} slots)",
+         batch / default_seconds),
         ("FG-ARI images/s", "sklearn per image", args.ari_images / sklearn_seconds,
          "ours batched", args.ari_images / ari_seconds),
     ]

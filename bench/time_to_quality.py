@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     rows = [json.loads(line) for line in (run_dir / "eval_log.jsonl").read_text().splitlines()]
     with (run_dir / "time_to_quality.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["seconds", "step", "fg_ari", "ari"])
+        unmerged = ["fg_ari_unmerged"] if rows and "fg_ari_unmerged" in rows[0] else []  # a model merging duplicates
+        writer = csv.DictWriter(handle, fieldnames=["seconds", "step", "fg_ari", "ari", *unmerged])
         writer.writeheader()
         writer.writerows({key: row[key] for key in writer.fieldnames} for row in rows)
     plot_curve([row["seconds"] / 60 for row in rows], [row["fg_ari"] for row in rows], run_dir / "time_to_quality.png",

@@ -51,6 +51,10 @@ def evaluate_discovery(
         output = model(images.to(device), num_slots=num_slots, num_iterations=num_iterations, generator=generator)
         predicted = masks_to_ids(output.masks.float()).cpu()
         per_image["fg_ari"].append(adjusted_rand_index(masks, predicted, ignore_background=True))
+        unmerged = getattr(output, "unmerged_masks", None)
+        if unmerged is not None:  # the same slots before duplicates were merged: what merging adds
+            per_image.setdefault("fg_ari_unmerged", []).append(
+                adjusted_rand_index(masks, masks_to_ids(unmerged.float()).cpu(), ignore_background=True))
         per_image["ari"].append(adjusted_rand_index(masks, predicted, ignore_background=False))
         per_image["mbo"].append(mean_best_overlap(masks, predicted).double())
         per_image["miou"].append(matched_miou(masks, predicted).double())

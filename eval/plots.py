@@ -16,7 +16,10 @@ def plot_slot_sweep(rows: list[dict], path: Path, train_slots: int | None = None
         subset = sorted((r for r in rows if r["num_iterations"] == iterations), key=lambda r: r["num_slots"])
         slots = [r["num_slots"] for r in subset]
         for axis, key in zip(axes, ("fg_ari", "ari")):
-            axis.plot(slots, [r[key] for r in subset], marker="o", label=f"{iterations} iterations")
+            line, = axis.plot(slots, [r[key] for r in subset], marker="o", label=f"{iterations} iterations")
+        if "fg_ari_unmerged" in subset[0]:  # a model that merges duplicate slots: also before merging
+            axes[0].plot(slots, [r["fg_ari_unmerged"] for r in subset], marker=".", linestyle=":",
+                         color=line.get_color(), label=f"{iterations} iterations, duplicates not merged")
     for axis, title in zip(axes, ("FG-ARI", "ARI (with background)")):
         if train_slots is not None:
             axis.axvline(train_slots, color="grey", linestyle="--", linewidth=1, label="training slots")

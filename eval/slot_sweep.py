@@ -19,6 +19,12 @@ from eval.plots import plot_slot_sweep
 from eval.run_loading import load_trained_run, sweep_parser
 
 COLUMNS = ("num_slots", "num_iterations", "fg_ari", "ari", "mbo", "miou")
+#: reported too by a model that merges duplicate slots: FG-ARI of its masks before merging
+UNMERGED = "fg_ari_unmerged"
+
+
+def columns(rows: list[dict]) -> tuple[str, ...]:
+    return COLUMNS + ((UNMERGED,) if rows and UNMERGED in rows[0] else ())
 
 
 def sweep(
@@ -41,10 +47,11 @@ def sweep(
 
 
 def format_table(rows: list[dict]) -> str:
-    header = " | ".join(f"{c:>14}" for c in COLUMNS)
+    names = columns(rows)
+    header = " | ".join(f"{c:>15}" for c in names)
     lines = [header, "-" * len(header)]
     for row in rows:
-        lines.append(" | ".join(f"{row[c]:>14}" if isinstance(row[c], int) else f"{row[c]:>14.4f}" for c in COLUMNS))
+        lines.append(" | ".join(f"{row[c]:>15}" if isinstance(row[c], int) else f"{row[c]:>15.4f}" for c in names))
     return "\n".join(lines)
 
 
@@ -52,7 +59,7 @@ def write_sweep(rows: list[dict], out_dir: Path, train_slots: int | None = None)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, png_path = out_dir / "slot_sweep.csv", out_dir / "slot_sweep.png"
     with csv_path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(handle, fieldnames=columns(rows), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     plot_slot_sweep(rows, png_path, train_slots)

@@ -72,16 +72,20 @@ class InvariantSlotAttention(SlotAttention):
     bias linear in [x, y, x^2, y^2] of its relative grid with coefficients read from its query, a learned
     locality prior that costs almost nothing. Slots start at the centre (`random_positions=False`, the
     paper's ISA-TS) or at positions drawn uniformly in the image, which breaks the tie between slots.
+    With `scale_invariant=False` the keys see the grid relative to each slot's position only, in image units:
+    a locality prior that a slot cannot weaken by spreading its attention (a scale-normalised prior is as
+    mild for a slot covering two distant objects of one colour as for a slot covering one).
     """
 
     def __init__(self, input_dim: int, slot_dim: int = 64, mlp_hidden_dim: int = 128, eps: float = 1e-8,
                  implicit_grad: bool = True, initial_scale: float = 0.1, frame_scale_factor: float = 1.0,
-                 key_encoding: str = "mlp", random_positions: bool = False) -> None:
+                 key_encoding: str = "mlp", random_positions: bool = False, scale_invariant: bool = True) -> None:
         super().__init__(input_dim, slot_dim, mlp_hidden_dim, eps, implicit_grad)
         if key_encoding not in ("mlp", "quadratic"):
             raise ValueError(f"key_encoding must be 'mlp' or 'quadratic', got {key_encoding!r}")
         self.initial_scale, self.frame_scale_factor = initial_scale, frame_scale_factor
         self.key_encoding, self.random_positions = key_encoding, random_positions
+        self.scale_invariant = scale_invariant
         if key_encoding == "mlp":
             self.grid_proj = nn.Linear(2, slot_dim)
             self.grid_encoder = nn.Sequential(nn.LayerNorm(slot_dim), nn.Linear(slot_dim, mlp_hidden_dim),
@@ -95,6 +99,8 @@ class InvariantSlotAttention(SlotAttention):
     def logits(self, slots: torch.Tensor, keys: torch.Tensor, frames: SlotFrames,
                grid_size: tuple[int, int]) -> torch.Tensor:
         """Attention logits [B, K, N] of every slot against its own relative grid."""
+        if not self.scale_invariant:
+            frames = SlotFrames(frames.positions, torch.ones_like(frames.scales))
         grid = rearrange(relative_grid(frames, *grid_size, self.frame_scale_factor), "b k h w c -> b k (h w) c")
         queries = self.to_q(self.norm_slots(slots)) * self.scale
         if self.key_encoding == "mlp":

@@ -10,6 +10,7 @@ from torch import nn
 
 from slots.attention import SlotAttention
 from slots.decoder import SpatialBroadcastDecoder
+from slots.duplicates import merge_duplicate_masks
 from slots.encoder import CNNEncoder
 from slots.frames import InvariantSlotAttention, SlotFrames, frames_from_attention
 from slots.init import GaussianSlotInit
@@ -17,9 +18,14 @@ from slots.init import GaussianSlotInit
 
 SLOT_FRAMES = ("none", "translation", "translation_scale")
 # keys in slot frames: the paper's MLP encoding (slots start at the centre), or the cheap quadratic bias with
-# slots starting at random positions
+# slots starting at random positions, on the grid relative to each slot's position and scale, or to its
+# position only (distances in image units, so a slot spread over two distant objects is not excused)
 INVARIANT_ATTENTION = {"none": {}, "mlp": dict(key_encoding="mlp", initial_scale=0.1),
-                       "quadratic": dict(key_encoding="quadratic", random_positions=True, initial_scale=0.2)}
+                       "quadratic": dict(key_encoding="quadratic", random_positions=True, initial_scale=0.2),
+                       "quadratic_translation": dict(key_encoding="quadratic", random_positions=True,
+                                                     initial_scale=0.2, scale_invariant=False)}
+# what the decoder's alpha logits are added to before the softmax over slots
+MASK_PRIORS = ("none", "attention")
 
 
 def check_images(images: torch.Tensor, resolution: tuple[int, int]) -> None:
@@ -28,12 +34,24 @@ def check_images(images: torch.Tensor, resolution: tuple[int, int]) -> None:
         raise ValueError(f"expected images of shape [B, 3, {resolution[0]}, {resolution[1]}], got {list(images.shape)}")
 
 
-def composite(decoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def composite(decoded: torch.Tensor, alpha_prior: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-slot decoder outputs [B, K, 4, H, W] -> (image [B, 3, H, W], masks [B, K, H, W], slot RGB):
-    the alpha logits compete over slots (softmax), and the image is the mask-weighted sum of slot RGB."""
+    the alpha logits (plus `alpha_prior` [B, K, H, W] when given) compete over slots (softmax), and the
+    image is the mask-weighted sum of slot RGB."""
     slot_rgb, alpha = decoded[:, :, :3], decoded[:, :, 3]
-    masks = alpha.softmax(dim=1)
+    masks = (alpha if alpha_prior is None else alpha + alpha_prior).softmax(dim=1)
     return (slot_rgb * masks.unsqueeze(2)).sum(dim=1), masks, slot_rgb
+
+
+def log_attention_map(attention: torch.Tensor, grid_size: tuple[int, int], image_size: tuple[int, int],
+                      eps: float = 1e-8) -> torch.Tensor:
+    """Attention [B, K, N] over the feature grid -> its log [B, K, H, W] at image resolution (bilinear when
+    the grid is coarser), the prior that `mask_prior="attention"` adds to the decoder's alpha logits."""
+    log_attention = rearrange(torch.log(attention + eps), "b k (h w) -> b k h w", h=grid_size[0], w=grid_size[1])
+    if tuple(grid_size) != tuple(image_size):
+        log_attention = F.interpolate(log_attention, size=tuple(image_size), mode="bilinear", align_corners=False)
+    return log_attention
 
 
 @dataclass
@@ -46,6 +64,7 @@ class SlotAutoencoderOutput:
     slots: torch.Tensor  # [B, K, D]
     attention: torch.Tensor  # [B, K, H*W]
     frames: SlotFrames | None = None  # each slot's position and scale, when the decoder renders in them
+    unmerged_masks: torch.Tensor | None = None  # [B, K, H, W] before duplicate slots were merged (if they were)
 
 
 class SlotAutoencoder(nn.Module):
@@ -54,6 +73,15 @@ class SlotAutoencoder(nn.Module):
     `num_slots` and `num_iterations` default to the training values but can be changed per call,
     which is how the test-time slot sweep works. `encoder` replaces the CNN encoder (e.g. a
     `BackboneEncoder` around a timm model); the `encoder_*` sizes are then unused.
+
+    `mask_prior="attention"` adds the log of each slot's attention to its alpha logits, so the masks start
+    from Slot Attention's own per-pixel segmentation and the decoder refines it. The reconstruction error
+    then reaches the attention (and through the keys the encoder) at every pixel: objects bind as soon as
+    the features separate them, instead of after the decoder has learned to draw every shape from a slot
+    vector, and mask edges are as sharp as the feature grid.
+
+    `merge_duplicates=t` merges, outside training, slots whose masks have a cosine similarity above t
+    (`slots.duplicates`): two slots that split one object's pixels are one object.
     """
 
     def __init__(
@@ -76,6 +104,8 @@ class SlotAutoencoder(nn.Module):
         frame_scale_factor: float = 1.0,
         invariant_attention: str = "none",
         colour_values: bool = False,
+        mask_prior: str = "none",
+        merge_duplicates: float | None = None,
         encoder: nn.Module | None = None,
         decoder_input_dim: int | None = None,
     ) -> None:
@@ -84,6 +114,12 @@ class SlotAutoencoder(nn.Module):
             raise ValueError(f"num_slots must be >= 1, got {num_slots}")
         if slot_frames not in SLOT_FRAMES:
             raise ValueError(f"slot_frames must be one of {SLOT_FRAMES}, got {slot_frames!r}")
+        if mask_prior not in MASK_PRIORS:
+            raise ValueError(f"mask_prior must be one of {MASK_PRIORS}, got {mask_prior!r}")
+        self.mask_prior = mask_prior
+        if merge_duplicates is not None and not 0 < merge_duplicates < 1:
+            raise ValueError(f"merge_duplicates must be a cosine threshold in (0, 1) or None, got {merge_duplicates}")
+        self.merge_duplicates = merge_duplicates
         self.slot_frames = slot_frames
         self.resolution = tuple(resolution)
         self.num_slots = num_slots
@@ -126,9 +162,21 @@ class SlotAutoencoder(nn.Module):
                                                    generator=generator, extra_values=extra_values)
         else:
             slots, attention = self.slot_attention(features, initial, num_iterations, extra_values=extra_values)
-        frames = self.frames(attention, images.shape[-2:])
-        reconstruction, masks, slot_rgb = composite(self.decoder(slots, frames))
-        return SlotAutoencoderOutput(reconstruction, masks, slot_rgb, slots, attention, frames)
+        return self.decode_slots(slots, attention, images.shape[-2:])
+
+    def decode_slots(self, slots: torch.Tensor, attention: torch.Tensor, image_size: tuple[int, int]
+               ) -> SlotAutoencoderOutput:
+        """Slots [B, K, D] and their attention [B, K, N] -> decoded, alpha-composited output."""
+        image_size = tuple(image_size)
+        frames = self.frames(attention, image_size)
+        prior = (log_attention_map(attention, self.feature_grid(image_size), image_size)
+                 if self.mask_prior == "attention" else None)
+        reconstruction, masks, slot_rgb = composite(self.decoder(slots, frames), prior)
+        unmerged = None
+        if self.merge_duplicates is not None and not self.training:
+            unmerged, masks = masks, merge_duplicate_masks(masks, self.merge_duplicates)
+            reconstruction = (slot_rgb * masks.unsqueeze(2)).sum(dim=1)
+        return SlotAutoencoderOutput(reconstruction, masks, slot_rgb, slots, attention, frames, unmerged)
 
     def pixel_values(self, images: torch.Tensor) -> torch.Tensor | None:
         """The input pixels pooled to the feature grid and mapped to value vectors [B, N, D] (or None)."""

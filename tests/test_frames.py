@@ -104,9 +104,9 @@ def _invariant_attention(**kwargs):
     return InvariantSlotAttention(input_dim=8, slot_dim=12, mlp_hidden_dim=16, **kwargs)
 
 
-@pytest.mark.parametrize("key_encoding", ["mlp", "quadratic"])
-def test_invariant_attention_is_equivariant_to_slot_order(key_encoding):
-    attention = _invariant_attention(key_encoding=key_encoding).eval()
+@pytest.mark.parametrize("key_encoding, scale_invariant", [("mlp", True), ("quadratic", True), ("quadratic", False)])
+def test_invariant_attention_is_equivariant_to_slot_order(key_encoding, scale_invariant):
+    attention = _invariant_attention(key_encoding=key_encoding, scale_invariant=scale_invariant).eval()
     inputs, slots = torch.randn(2, 6 * 5, 8), torch.randn(2, 4, 12)
     permutation = torch.tensor([3, 1, 0, 2])
     out, attn = attention(inputs, slots, 3, grid_size=(6, 5))
@@ -141,8 +141,9 @@ def test_invariant_attention_needs_a_grid_that_fits_the_inputs():
         _invariant_attention()(torch.randn(1, 10, 8), torch.randn(1, 2, 12), grid_size=(3, 3))
 
 
-def test_quadratic_position_bias_is_the_hand_computed_polynomial_of_the_relative_grid():
-    attention = _invariant_attention(key_encoding="quadratic")
+@pytest.mark.parametrize("scale_invariant", [True, False])
+def test_quadratic_position_bias_is_the_hand_computed_polynomial_of_the_relative_grid(scale_invariant):
+    attention = _invariant_attention(key_encoding="quadratic", scale_invariant=scale_invariant)
     with torch.no_grad():
         attention.position_bias.weight.zero_()
         attention.position_bias.bias.copy_(torch.tensor([0.5, -1.0, -2.0, 0.25]))
@@ -151,7 +152,8 @@ def test_quadratic_position_bias_is_the_hand_computed_polynomial_of_the_relative
     logits = attention.logits(torch.randn(1, 2, 12), keys, frames, (2, 2))
     grid = centred_grid(2, 2).reshape(4, 2)  # pixel centres at +-0.5
     for slot in range(2):
-        rel = (grid - frames.positions[0, slot]) / frames.scales[0, slot]
+        # scale-invariant keys measure offsets in units of the slot's spread, translation-only keys in image units
+        rel = (grid - frames.positions[0, slot]) / (frames.scales[0, slot] if scale_invariant else 1.0)
         expected = 0.5 * rel[:, 0] - rel[:, 1] - 2 * rel[:, 0] ** 2 + 0.25 * rel[:, 1] ** 2
         torch.testing.assert_close(logits[0, slot], expected)
 
@@ -166,7 +168,7 @@ def test_random_initial_positions_come_from_the_generator():
     assert frames.positions.min() >= -1 and frames.positions.max() <= 1 and frames.positions.std() > 0.5
 
 
-@pytest.mark.parametrize("invariant_attention", ["mlp", "quadratic"])
+@pytest.mark.parametrize("invariant_attention", ["mlp", "quadratic", "quadratic_translation"])
 def test_autoencoder_with_invariant_attention_changes_slot_count_at_test_time(invariant_attention):
     model = tiny_model(slot_frames="translation_scale", invariant_attention=invariant_attention).eval()
     output = model(torch.rand(2, 3, 16, 16) * 2 - 1, num_slots=6, num_iterations=2)
@@ -182,6 +184,7 @@ def test_autoencoder_with_invariant_attention_changes_slot_count_at_test_time(in
     ("weak_slots", "model.colour_values=true", "model.colour_values=True is only supported by task discovery"),
     ("set_prediction", "model.invariant_attention=quadratic", "model.invariant_attention='quadratic'"),
     ("vae", "model.colour_values=true", "model.colour_values=True is only supported by task discovery, not 'vae'"),
+    ("weak_slots", "model.mask_prior=attention", "model.mask_prior='attention' is only supported by task discovery"),
 ])
 def test_model_options_a_task_would_ignore_are_refused(task, option, message):
     from training.config import ConfigError, build_config, parse_override

@@ -65,6 +65,20 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
 
 
+def test_a_time_limit_stops_training_early_and_still_reports(tmp_path):
+    """A budget already spent when training starts: the run stops at the first check (every log_every=2
+    steps), writes a checkpoint there and evaluates as usual."""
+    assert train_slots.main(smoke_args(tmp_path, "budget", "train.time_limit_minutes=1e-9", "train.log_every=2",
+                                       "train.max_steps=50")) == 0
+    run_dir = tmp_path / "runs" / "budget"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["steps"] == 2 and "fg_ari" in metrics
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["step_00000002"]
+    assert [json.loads(line)["step"] for line in (run_dir / "eval_log.jsonl").read_text().splitlines()] == [2]
+    with pytest.raises(ConfigError, match="train.time_limit_minutes must be > 0 or null, got 0"):
+        build_config([parse_override("train.time_limit_minutes=0")])
+
+
 def test_slot_sweep_command_reevaluates_a_saved_run(tmp_path, capsys):
     from eval import slot_sweep
 
@@ -180,15 +194,16 @@ def test_default_run_configuration_is_pinned():
         "shuffle_buffer": 1000, "num_workers": 0,
     }
     assert config["model"] == {
-        "num_slots": 5, "num_iterations": 3, "slot_dim": 64, "mlp_hidden_dim": 128, "encoder_channels": 32,
+        "num_slots": 7, "num_iterations": 3, "slot_dim": 64, "mlp_hidden_dim": 128, "encoder_channels": 32,
         "encoder_layers": 4, "encoder_kernel": 5, "encoder_strides": None, "decoder_channels": 32,
-        "decoder_layers": 3, "decoder_kernel": 5, "broadcast_size": None, "implicit_grad": True,
-        "slot_frames": "none", "frame_scale_factor": 1.0, "invariant_attention": "none", "colour_values": False,
+        "decoder_layers": 1, "decoder_kernel": 5, "broadcast_size": None, "implicit_grad": True,
+        "slot_frames": "translation_scale", "frame_scale_factor": 1.0, "invariant_attention": "quadratic_translation",
+        "colour_values": True, "mask_prior": "attention", "merge_duplicates": 0.5,
     }
-    assert {k: config["train"][k] for k in ("batch_size", "max_steps", "learning_rate", "warmup_steps",
-                                            "decay_steps", "grad_clip", "seed")} == {
-        "batch_size": 8, "max_steps": 1800, "learning_rate": 1e-3, "warmup_steps": 100, "decay_steps": 2000,
-        "grad_clip": 1.0, "seed": 0,
+    assert {k: config["train"][k] for k in ("batch_size", "max_steps", "time_limit_minutes", "learning_rate",
+                                            "warmup_steps", "decay_steps", "grad_clip", "seed")} == {
+        "batch_size": 8, "max_steps": 5000, "time_limit_minutes": None, "learning_rate": 1e-3, "warmup_steps": 100,
+        "decay_steps": 2000, "grad_clip": 1.0, "seed": 0,
     }
     assert config["eval"]["sweep_slots"] == [2, 3, 4, 5, 6, 8]
 

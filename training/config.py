@@ -53,13 +53,18 @@ class ModelConfig:
     slot_frames: str = "none"  # none | translation | translation_scale: decode each slot in its own frame
     frame_scale_factor: float = 1.0  # relative grid = (grid - position) / (scale * frame_scale_factor)
     colour_values: bool = False  # add a linear map of the pixels under each feature to the slot values
-    invariant_attention: str = "none"  # none | mlp | quadratic: keys in each slot's frame (slots/frames.py)
+    invariant_attention: str = "none"  # none | mlp | quadratic | quadratic_translation: keys in each slot's frame
+    mask_prior: str = "none"  # none | attention: alpha logits + log attention (masks start from the attention)
+    merge_duplicates: float | None = None  # outside training, merge slots whose masks have cosine above this
 
 
 @dataclass
 class TrainConfig:
     batch_size: int = 8  # frame pairs per step and process; both frames are trained on, so 2x images
     max_steps: int = 1800
+    # stop earlier once this many wall-clock minutes have passed since the run started (data generation
+    # included; checked every `log_every` steps), then evaluate as usual: runs compared at a time budget
+    time_limit_minutes: float | None = None
     learning_rate: float = 1e-3
     warmup_steps: int = 100
     decay_steps: int = 2000  # learning rate halves every `decay_steps`
@@ -293,6 +298,8 @@ def validate(config: RunConfig) -> None:
     for key in ("batch_size", "max_steps"):
         if getattr(config.train, key) < 1:
             raise ConfigError(f"train.{key} must be >= 1, got {getattr(config.train, key)}")
+    if config.train.time_limit_minutes is not None and config.train.time_limit_minutes <= 0:
+        raise ConfigError(f"train.time_limit_minutes must be > 0 or null, got {config.train.time_limit_minutes}")
     validate_model_options(config)
     validate_backbone(config)
 
@@ -303,6 +310,8 @@ RESTRICTED_MODEL_OPTIONS = {
     "slot_frames": ("discovery",),
     "invariant_attention": ("discovery",),
     "colour_values": ("discovery",),
+    "mask_prior": ("discovery",),
+    "merge_duplicates": ("discovery",),
     "encoder_strides": ("discovery", "weak_slots"),
 }
 
@@ -315,6 +324,9 @@ def validate_model_options(config: RunConfig) -> None:
         if value != getattr(defaults, key) and config.task not in tasks:
             raise ConfigError(f"model.{key}={value!r} is only supported by task {' / '.join(tasks)}, "
                               f"not {config.task!r}")
+    threshold = config.model.merge_duplicates
+    if threshold is not None and not 0 < threshold < 1:
+        raise ConfigError(f"model.merge_duplicates must be a cosine threshold in (0, 1) or null, got {threshold}")
     if config.model.encoder_strides is not None and config.backbone.name is not None:
         raise ConfigError("model.encoder_strides applies to the CNN encoder, not to a timm backbone (backbone.name)")
 

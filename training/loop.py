@@ -206,19 +206,24 @@ def train(preset: str, config_file: Path | None, resume: Path | None, overrides:
         optimizer.zero_grad(set_to_none=True)
         step += 1
         progress.update(1)
-        if step % config.train.log_every == 0 or step == config.train.max_steps:
+        final = step == config.train.max_steps or (
+            config.train.time_limit_minutes is not None and step % config.train.log_every == 0
+            and out_of_time(accelerator, start_time, config.train.time_limit_minutes))
+        if step % config.train.log_every == 0 or final:
             scalars = mean_over_processes(accelerator, {"loss": loss, **{k: v for k, v in logs.items() if k != "loss"}})
             record = {"step": step, "loss": scalars.pop("loss"), "lr": scheduler.get_last_lr()[0], **scalars}
             progress.set_postfix(loss=f"{record['loss']:.4f}")
             accelerator.log({f"train/{key}": value for key, value in record.items() if key != "step"}, step=step)
             if accelerator.is_main_process:
                 append_jsonl(log_path, record)
-        if quick_eval and (step % config.train.eval_every == 0 or step == config.train.max_steps):
+        if quick_eval and (step % config.train.eval_every == 0 or final):
             metrics = task.quick_eval(model)
             accelerator.log({f"eval/{key}": value for key, value in metrics.items()}, step=step)
             append_jsonl(eval_log_path, {"step": step, "seconds": time.time() - start_time, **metrics})
-        if step % config.train.checkpoint_every == 0 or step == config.train.max_steps:
+        if step % config.train.checkpoint_every == 0 or final:
             save_checkpoint(accelerator, run_dir, step, config.train.keep_checkpoints)
+        if final:
+            break
     progress.close()
     train_seconds = time.time() - train_start
 
@@ -228,6 +233,13 @@ def train(preset: str, config_file: Path | None, resume: Path | None, overrides:
                      "resumed_from_step": start_step, "dataset": dataset, "start_time": start_time})
     accelerator.end_training()
     return TrainResult(run_dir, step, model)
+
+
+def out_of_time(accelerator: Accelerator, start_time: float, minutes: float) -> bool:
+    """Whether the run has used its wall-clock budget. A collective: every process stops at the same step
+    once any of them is late, so data-parallel ranks never wait for a step another has skipped."""
+    late = torch.tensor(float(time.time() - start_time >= minutes * 60), device=accelerator.device)
+    return bool(accelerator.reduce(late, reduction="sum").item() > 0)
 
 
 def _flat(values: dict, prefix: str = "") -> dict:

@@ -37,7 +37,8 @@ class Rendering:
     slot_rgb: torch.Tensor
 
 
-UNSUPPORTED_OPTIONS = {"slot_frames": "none", "invariant_attention": "none", "colour_values": False}
+UNSUPPORTED_OPTIONS = {"slot_frames": "none", "invariant_attention": "none", "colour_values": False,
+                       "mask_prior": "none", "merge_duplicates": None}
 
 
 class SlotVAE(SlotAutoencoder):

@@ -54,7 +54,7 @@ class DiscoveryTask(Task):
     def quick_eval(self, model: nn.Module) -> dict[str, float]:
         metrics = evaluate_discovery(model, self.quick_set, self.config.model.num_slots,
                                      self.config.model.num_iterations, seed=self.config.eval.seed)
-        return {"fg_ari": metrics["fg_ari"], "ari": metrics["ari"]}
+        return {key: metrics[key] for key in ("fg_ari", "ari", "fg_ari_unmerged") if key in metrics}
 
     def report(self, model: nn.Module, run_dir: Path, eval_urls: list[str], summary: dict) -> dict:
         """Whole eval split: metrics.json, the slot sweep (CSV + plot) and the slot picture."""
@@ -76,7 +76,7 @@ class DiscoveryTask(Task):
         save_slot_grid(images, output, run_dir / "slots.png", true_masks=masks)
 
         metrics = {
-            **{key: main[key] for key in ("fg_ari", "ari", "mbo", "miou")},
+            **{key: main[key] for key in ("fg_ari", "ari", "mbo", "miou", "fg_ari_unmerged") if key in main},
             "fg_ari_undefined_images": main["fg_ari_undefined"],
             "eval_images": main["images"],
             "num_slots": num_slots,
@@ -84,13 +84,15 @@ class DiscoveryTask(Task):
             **summary,
             "total_seconds": time.time() - summary["start_time"],
             "seed": config.train.seed,
-            "slot_sweep": [{k: row[k] for k in ("num_slots", "num_iterations", "fg_ari", "ari", "mbo")}
-                           for row in rows],
+            "slot_sweep": [{k: row[k] for k in ("num_slots", "num_iterations", "fg_ari", "ari", "mbo",
+                                                "fg_ari_unmerged") if k in row} for row in rows],
         }
         metrics.pop("start_time")
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         print(f"\nslot sweep ({main['images']} eval images):\n{format_table(rows)}")
-        print(f"\nFG-ARI {metrics['fg_ari']:.3f}  ARI {metrics['ari']:.3f}  mBO {metrics['mbo']:.3f}  "
+        unmerged = (f" ({metrics['fg_ari_unmerged']:.3f} before merging duplicate slots)"
+                    if "fg_ari_unmerged" in metrics else "")
+        print(f"\nFG-ARI {metrics['fg_ari']:.3f}{unmerged}  ARI {metrics['ari']:.3f}  mBO {metrics['mbo']:.3f}  "
               f"after {summary['steps']} steps, {metrics['total_seconds'] / 60:.1f} min in all")
         print(f"run directory: {run_dir}")
         return metrics
