@@ -61,7 +61,8 @@ def training_step_gflop(config: RunConfig) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="default")
-    parser.add_argument("--eval-every", type=int, default=100, help="steps between FG-ARI measurements")
+    parser.add_argument("--eval-every", type=int, help="steps between FG-ARI measurements (default: the config's "
+                        "train.eval_every, so the curve is the run's own)")
     parser.add_argument("--output-dir", default="bench_results")
     parser.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"],
                         help="as `accelerate launch --mixed_precision` (default: what the launcher set, else no)")
@@ -74,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["ACCELERATE_MIXED_PRECISION"] = args.mixed_precision
     precision = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
     name = f"time_to_quality-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    overrides = [f"output_dir={args.output_dir}", f"name={name}", f"train.eval_every={args.eval_every}", *args.overrides]
+    every = [f"train.eval_every={args.eval_every}"] if args.eval_every else []
+    overrides = [f"output_dir={args.output_dir}", f"name={name}", *every, *args.overrides]
     start = time.time()
     run_dir = Path(run(args.preset, None, None, overrides, start_time=start))
     config = load_run_config(run_dir)

@@ -42,7 +42,7 @@ def save_slot_grid(images: torch.Tensor, output: SlotAutoencoderOutput, path: Pa
         for slot in range(num_slots):
             mask = output.masks[row, slot]
             rgb = (output.slot_rgb[row, slot].float().clamp(-1, 1) + 1) / 2
-            shown = rgb * mask + (1 - mask)
+            shown = (rgb * mask + (1 - mask)).clamp(0, 1)  # rounding can step outside [0, 1]
             axis = axes[row, len(fixed) + slot]
             axis.imshow(rearrange(shown, "c h w -> h w c").cpu().numpy(), interpolation="nearest")
             axis.set_title(f"slot {slot} ({mask.mean().item():.0%})", fontsize=6)

@@ -148,13 +148,15 @@ class SlotAutoencoder(nn.Module):
         num_slots: int | None = None,
         num_iterations: int | None = None,
         generator: torch.Generator | None = None,
+        initial_slots: torch.Tensor | None = None,
     ) -> SlotAutoencoderOutput:
-        """Images [B, 3, H, W] in [-1, 1] -> reconstruction, masks and slots."""
+        """Images [B, 3, H, W] in [-1, 1] -> reconstruction, masks and slots; `initial_slots` [B, K, D]
+        replaces the sampled initialisation (then `num_slots` is ignored)."""
         check_images(images, self.resolution)
         num_slots = self.num_slots if num_slots is None else num_slots
         num_iterations = self.num_iterations if num_iterations is None else num_iterations
         features = self.encoder(images)
-        initial = self.slot_init(images.shape[0], num_slots, generator)
+        initial = self.slot_init(images.shape[0], num_slots, generator) if initial_slots is None else initial_slots
         extra_values = self.pixel_values(images)
         if isinstance(self.slot_attention, InvariantSlotAttention):
             slots, attention = self.slot_attention(features, initial, num_iterations,

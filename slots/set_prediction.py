@@ -16,6 +16,11 @@ minutes on a CPU instead of hours on accelerators:
   slot's attention map as a mask channel (slots/glimpse.py): shape and size are in the outline, which a
   weighted mean of features keeps poorly.
 
+With `autoencoder` (a `SlotAutoencoder`), the slots come from an object-discovery autoencoder instead of
+the predictor's own encoder and Slot Attention, and its reconstruction is returned for a pixel loss beside
+the property loss: the autoencoder's decoder and mask prior bind slots to objects far sooner than the
+property loss alone does, and the heads read slots that are already objects.
+
 The head is shared by all slots and applied to each on its own, so the predictions inherit the slot
 permutation equivariance of Slot Attention, which is what lets a Hungarian-matched loss train them.
 Predictions live in the target space: coordinates (linear), one probability vector per discrete property
@@ -50,6 +55,7 @@ class SetPredictionOutput:
     attention: torch.Tensor  # [B, K, N], softmax over slots, N = the feature grid
     grid_size: tuple[int, int]  # (height, width) of the feature grid
     geometry: torch.Tensor  # [B, K, 6]: `attention_geometry` of the attention (mass, centroid, covariance)
+    reconstruction: torch.Tensor | None = None  # [B, 3, H, W] from the autoencoder, when the slots come from one
 
 
 def attention_geometry(attention: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -86,6 +92,7 @@ class SlotSetPredictor(nn.Module):
         attention_coordinates: bool = True,
         glimpse_size: int = 0,
         glimpse_channels: int = 32,
+        autoencoder: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if num_slots < 1:
@@ -97,10 +104,15 @@ class SlotSetPredictor(nn.Module):
         self.num_coordinates = num_coordinates
         self.class_sizes = tuple(int(size) for size in class_sizes)
         self.property_dim = num_coordinates + sum(self.class_sizes) + 1
-        self.encoder = CNNEncoder(encoder_channels, encoder_layers, encoder_kernel, strides=encoder_strides)
-        self.input_skip = nn.Linear(3, encoder_channels) if input_skip else None
-        self.slot_init = GaussianSlotInit(slot_dim)
-        self.slot_attention = SlotAttention(encoder_channels, slot_dim, mlp_hidden_dim, implicit_grad=implicit_grad)
+        self.autoencoder = autoencoder
+        if autoencoder is None:
+            self.encoder = CNNEncoder(encoder_channels, encoder_layers, encoder_kernel, strides=encoder_strides)
+            self.input_skip = nn.Linear(3, encoder_channels) if input_skip else None
+            self.slot_init = GaussianSlotInit(slot_dim)
+            self.slot_attention = SlotAttention(encoder_channels, slot_dim, mlp_hidden_dim,
+                                                implicit_grad=implicit_grad)
+        else:
+            slot_dim = autoencoder.slot_init.mu.shape[-1]
         self.slot_geometry = slot_geometry
         self.glimpse = SlotGlimpse(glimpse_size, glimpse_channels, head_hidden_dim) if glimpse_size else None
         head_in = slot_dim + (GEOMETRY_DIM if slot_geometry else 0) + (head_hidden_dim if glimpse_size else 0)
@@ -119,16 +131,22 @@ class SlotSetPredictor(nn.Module):
         """`initial_slots` [B, K, D] replaces the sampled initialisation (then `num_slots` is ignored)."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images of shape [B, 3, H, W], got {list(images.shape)}")
+        num_slots = self.num_slots if num_slots is None else num_slots
         num_iterations = self.num_iterations if num_iterations is None else num_iterations
-        features = self.encoder(images)
-        height, width = self.encoder.grid_size(*images.shape[-2:])
-        if self.input_skip is not None:
-            pooled = F.adaptive_avg_pool2d(images, (height, width))
-            features = features + self.input_skip(rearrange(pooled, "b c h w -> b (h w) c"))
-        if initial_slots is None:
-            initial_slots = self.slot_init(images.shape[0], self.num_slots if num_slots is None else num_slots,
-                                           generator)
-        slots, attention = self.slot_attention(features, initial_slots, num_iterations)
+        reconstruction = None
+        if self.autoencoder is not None:
+            decoded = self.autoencoder(images, num_slots, num_iterations, generator, initial_slots=initial_slots)
+            slots, attention, reconstruction = decoded.slots, decoded.attention, decoded.reconstruction
+            height, width = self.autoencoder.feature_grid(images.shape[-2:])
+        else:
+            features = self.encoder(images)
+            height, width = self.encoder.grid_size(*images.shape[-2:])
+            if self.input_skip is not None:
+                pooled = F.adaptive_avg_pool2d(images, (height, width))
+                features = features + self.input_skip(rearrange(pooled, "b c h w -> b (h w) c"))
+            if initial_slots is None:
+                initial_slots = self.slot_init(images.shape[0], num_slots, generator)
+            slots, attention = self.slot_attention(features, initial_slots, num_iterations)
         geometry = attention_geometry(attention, height, width)
         head_inputs = [slots, geometry] if self.slot_geometry else [slots]
         centres = geometry[..., 1:3]
@@ -140,7 +158,8 @@ class SlotSetPredictor(nn.Module):
         if self.centroid_proj is not None:
             coordinates = logits[..., : self.num_coordinates] + self.centroid_proj(centres)
             logits = torch.cat([coordinates, logits[..., self.num_coordinates:]], dim=-1)
-        return SetPredictionOutput(self.to_properties(logits), logits, slots, attention, (height, width), geometry)
+        return SetPredictionOutput(self.to_properties(logits), logits, slots, attention, (height, width), geometry,
+                                   reconstruction)
 
     def to_properties(self, logits: torch.Tensor) -> torch.Tensor:
         """Head outputs -> a point in the target space: coordinates, class probabilities, is-object probability."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -536,3 +537,82 @@ def test_compactness_weight_adds_its_part_to_the_training_loss():
     off, on = step(0), step(10)
     assert "compactness" not in off and float(on["compactness"]) > 0
     torch.testing.assert_close(on["loss"], off["loss"] + 10 * on["compactness"], rtol=1e-5, atol=1e-5)
+
+
+# --- slots from the object-discovery autoencoder (set_prediction.reconstruction_weight > 0) ------------------
+
+def _autoencoder_predictor(**kwargs) -> SlotSetPredictor:
+    from tests.test_slots import tiny_model as tiny_autoencoder
+
+    autoencoder = tiny_autoencoder(resolution=(12, 12), mask_prior="attention", decoder_layers=1, **kwargs)
+    return SlotSetPredictor(2, (2, 2), num_slots=4, head_hidden_dim=16, glimpse_size=5, autoencoder=autoencoder)
+
+
+def test_predictions_from_autoencoder_slots_are_equivariant_and_come_with_a_reconstruction():
+    model = _autoencoder_predictor().eval()
+    assert not hasattr(model, "encoder") and not hasattr(model, "slot_attention")  # no second slot module
+    images = torch.rand(2, 3, 12, 12) * 2 - 1
+    initial = torch.randn(2, 4, 16, generator=torch.Generator().manual_seed(0))
+    perm = torch.tensor([2, 0, 3, 1])
+    out, permuted = model(images, initial_slots=initial), model(images, initial_slots=initial[:, perm])
+    torch.testing.assert_close(permuted.predictions, out.predictions[:, perm], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(permuted.reconstruction, out.reconstruction, atol=1e-5, rtol=1e-5)
+    assert out.reconstruction.shape == (2, 3, 12, 12) and out.attention.shape == (2, 4, 144)
+    torch.testing.assert_close(out.slots, model.autoencoder(images, initial_slots=initial).slots)
+    assert model(images, num_slots=6).predictions.shape == (2, 6, 7)
+
+
+def _reconstruction_task(*overrides: str):
+    from training.config import build_config, load_yaml, parse_override, preset_path
+    from training.tasks.set_prediction import SetPredictionTask
+
+    base = ["set_prediction.reconstruction_weight=2", "set_prediction.input_skip=false", "model.encoder_channels=8",
+            "model.encoder_layers=2", "model.mask_prior=attention", "model.decoder_layers=1", "train.batch_size=2"]
+    return SetPredictionTask(build_config([load_yaml(preset_path("set_prediction"))]
+                                          + [parse_override(o) for o in (*base, *overrides)]))
+
+
+def test_reconstruction_weight_adds_the_pixel_loss_of_the_autoencoder():
+    from bench.set_prediction import synthetic_factors
+
+    task = _reconstruction_task("set_prediction.encoder_strides=null")
+    model = task.build_model()
+    assert model.autoencoder.mask_prior == "attention" and model.autoencoder.decoder.convs[0].out_channels == 4
+    batch = {"frame0": torch.rand(2, 3, 32, 32) * 2 - 1, "frame1": torch.rand(2, 3, 32, 32) * 2 - 1,
+             "factors": synthetic_factors(task, 2, seed=0)}
+    torch.manual_seed(1)
+    loss, logs = task.training_loss(model, batch, 0, torch.device("cpu"))
+    images = torch.cat([batch["frame0"], batch["frame1"]])
+    torch.manual_seed(1)
+    again = model(images)  # the same slot draws: the logged part is the MSE of this reconstruction
+    torch.testing.assert_close(logs["reconstruction"], torch.nn.functional.mse_loss(again.reconstruction, images))
+    without = logs["loss"] - 2 * logs["reconstruction"]  # weight 2: the rest is the property loss
+    assert float(logs["reconstruction"]) > 0 and float(without) > 0
+    loss.backward()
+    assert model.autoencoder.decoder.convs[0].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (("set_prediction.encoder_strides=[1, 2]",), "set_prediction.encoder_strides is for the predictor's own encoder"),
+    (("set_prediction.encoder_strides=null", "set_prediction.input_skip=true"), "set set_prediction.input_skip=false"),
+    (("set_prediction.encoder_strides=null", "set_prediction.reconstruction_weight=-1",
+      "model.mask_prior=none"), "set_prediction.reconstruction_weight must be >= 0, got -1"),
+])
+def test_reconstruction_options_that_contradict_each_other_are_refused(overrides, message):
+    from training.config import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        _reconstruction_task(*overrides)
+
+
+def test_discovery_model_options_need_the_reconstruction_loss_in_set_prediction():
+    from training.config import ConfigError, build_config, parse_override
+
+    hint = "(or set_prediction with set_prediction.reconstruction_weight > 0)"
+    with pytest.raises(ConfigError, match=re.escape(hint)):
+        build_config([{"task": "set_prediction"}, parse_override("model.mask_prior=attention")])
+    build_config([{"task": "set_prediction"}, parse_override("model.mask_prior=attention"),
+                  parse_override("set_prediction.reconstruction_weight=1")])
+    with pytest.raises(ConfigError, match="model.merge_duplicates=0.5 is only supported by task discovery, not"):
+        build_config([{"task": "set_prediction"}, parse_override("model.merge_duplicates=0.5"),
+                      parse_override("set_prediction.reconstruction_weight=1")])

@@ -202,7 +202,7 @@ def test_default_run_configuration_is_pinned():
     }
     assert {k: config["train"][k] for k in ("batch_size", "max_steps", "time_limit_minutes", "learning_rate",
                                             "warmup_steps", "decay_steps", "grad_clip", "seed")} == {
-        "batch_size": 8, "max_steps": 5000, "time_limit_minutes": None, "learning_rate": 1e-3, "warmup_steps": 100,
+        "batch_size": 8, "max_steps": 5000, "time_limit_minutes": 14, "learning_rate": 1e-3, "warmup_steps": 100,
         "decay_steps": 2000, "grad_clip": 1.0, "seed": 0,
     }
     assert config["eval"]["sweep_slots"] == [2, 3, 4, 5, 6, 8]

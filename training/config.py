@@ -109,6 +109,10 @@ class SetPredictionConfig:
     object_weight: float = 1.0  # ... of the is-object flag
     segmentation_weight: float = 10.0  # attention segmentation loss (decoder-free, label-free); 0: off
     compactness_weight: float = 0.0  # spatial variance of the attention of slots matched to objects; 0: off
+    # > 0: the slots come from the object-discovery autoencoder of the model section (decoder, mask prior,
+    # frames, ...), trained with this weight on its pixel MSE beside the property loss; 0: the predictor's own
+    # encoder and Slot Attention (then `encoder_strides` and `input_skip` above apply)
+    reconstruction_weight: float = 0.0
 
 
 @dataclass
@@ -317,12 +321,18 @@ RESTRICTED_MODEL_OPTIONS = {
 
 
 def validate_model_options(config: RunConfig) -> None:
-    """Refuse a model option, set away from its default, that the task's model would ignore."""
+    """Refuse a model option, set away from its default, that the task's model would ignore. Set prediction
+    with a reconstruction loss reads its slots from the discovery autoencoder, so it honours the options that
+    shape the slots (merging duplicates only changes the masks, which set prediction does not read)."""
     defaults = ModelConfig()
+    with_autoencoder = config.task == "set_prediction" and config.set_prediction.reconstruction_weight > 0
     for key, tasks in RESTRICTED_MODEL_OPTIONS.items():
         value = getattr(config.model, key)
-        if value != getattr(defaults, key) and config.task not in tasks:
-            raise ConfigError(f"model.{key}={value!r} is only supported by task {' / '.join(tasks)}, "
+        shapes_slots = with_autoencoder and key != "merge_duplicates"
+        if value != getattr(defaults, key) and config.task not in tasks and not shapes_slots:
+            hint = (" (or set_prediction with set_prediction.reconstruction_weight > 0)"
+                    if config.task == "set_prediction" and "discovery" in tasks and key != "merge_duplicates" else "")
+            raise ConfigError(f"model.{key}={value!r} is only supported by task {' / '.join(tasks)}{hint}, "
                               f"not {config.task!r}")
     threshold = config.model.merge_duplicates
     if threshold is not None and not 0 < threshold < 1:

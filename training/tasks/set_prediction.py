@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from data import DataError, eval_batches, make_generator
@@ -16,6 +17,7 @@ from data.properties import PropertyLayout, object_targets
 from eval.set_prediction import AP_KEYS, format_table, load_property_eval_set, sweep, write_sweep
 from eval.set_prediction_ap import DISTANCE_SCALE, DISTANCE_UNIT
 from slots.set_prediction import SetPredictionOutput, SlotSetPredictor
+from training.build import build_model
 from training.config import ConfigError, RunConfig
 from training.set_loss import (SetLoss, attention_compactness_loss, attention_segmentation_loss,
                                 hungarian_classification_loss, hungarian_huber_loss)
@@ -54,6 +56,17 @@ class SetPredictionTask(Task):
             raise ConfigError(f"set_prediction.glimpse_channels must be >= 1, got {options.glimpse_channels}")
         if options.huber_delta <= 0:
             raise ConfigError(f"set_prediction.huber_delta must be > 0, got {options.huber_delta}")
+        if options.reconstruction_weight < 0:
+            raise ConfigError(f"set_prediction.reconstruction_weight must be >= 0, "
+                              f"got {options.reconstruction_weight}")
+        if options.reconstruction_weight > 0 and options.encoder_strides is not None:
+            raise ConfigError("set_prediction.encoder_strides is for the predictor's own encoder; with "
+                              "reconstruction_weight > 0 the slots come from the autoencoder: "
+                              "use model.encoder_strides")
+        if options.reconstruction_weight > 0 and options.input_skip:
+            raise ConfigError("set_prediction.input_skip is for the predictor's own encoder; with "
+                              "reconstruction_weight > 0 the autoencoder reads colour through model.colour_values: "
+                              "set set_prediction.input_skip=false")
         self.layout, max_objects = property_layout(config)
         if config.model.num_slots < max_objects:
             raise ConfigError(f"set prediction needs model.num_slots >= {max_objects} (the most objects in a "
@@ -73,6 +86,7 @@ class SetPredictionTask(Task):
     def build_model(self) -> nn.Module:
         model, options = self.config.model, self.config.set_prediction
         strides = tuple(options.encoder_strides) if options.encoder_strides is not None else None
+        autoencoder = build_model(self.config) if options.reconstruction_weight > 0 else None
         return SlotSetPredictor(
             self.layout.num_coordinates, [size for _, size in self.layout.discrete], num_slots=model.num_slots,
             num_iterations=model.num_iterations, slot_dim=model.slot_dim, mlp_hidden_dim=model.mlp_hidden_dim,
@@ -80,7 +94,7 @@ class SetPredictionTask(Task):
             encoder_kernel=model.encoder_kernel, encoder_strides=strides, head_hidden_dim=options.head_hidden_dim,
             implicit_grad=model.implicit_grad, input_skip=options.input_skip, slot_geometry=options.slot_geometry,
             attention_coordinates=options.attention_coordinates, glimpse_size=options.glimpse_size,
-            glimpse_channels=options.glimpse_channels,
+            glimpse_channels=options.glimpse_channels, autoencoder=autoencoder,
         )
 
     def targets(self, batch: dict) -> torch.Tensor:
@@ -102,6 +116,10 @@ class SetPredictionTask(Task):
             segmentation = attention_segmentation_loss(output.attention.float(), images, output.grid_size)
             result.loss = result.loss + options.segmentation_weight * segmentation
             result.parts["segmentation"] = segmentation.detach()
+        if options.reconstruction_weight > 0:
+            reconstruction = F.mse_loss(output.reconstruction.float(), images)
+            result.loss = result.loss + options.reconstruction_weight * reconstruction
+            result.parts["reconstruction"] = reconstruction.detach()
         if options.compactness_weight > 0:
             compactness = attention_compactness_loss(output.geometry.float(), result.pred_idx, result.matched_targets)
             result.loss = result.loss + options.compactness_weight * compactness
