@@ -541,10 +541,10 @@ def test_compactness_weight_adds_its_part_to_the_training_loss():
 
 # --- slots from the object-discovery autoencoder (set_prediction.reconstruction_weight > 0) ------------------
 
-def _autoencoder_predictor(**kwargs) -> SlotSetPredictor:
+def _autoencoder_predictor() -> SlotSetPredictor:
     from tests.test_slots import tiny_model as tiny_autoencoder
 
-    autoencoder = tiny_autoencoder(resolution=(12, 12), mask_prior="attention", decoder_layers=1, **kwargs)
+    autoencoder = tiny_autoencoder(resolution=(12, 12), mask_prior="attention", decoder_layers=1)
     return SlotSetPredictor(2, (2, 2), num_slots=4, head_hidden_dim=16, glimpse_size=5, autoencoder=autoencoder)
 
 

@@ -328,10 +328,10 @@ def validate_model_options(config: RunConfig) -> None:
     with_autoencoder = config.task == "set_prediction" and config.set_prediction.reconstruction_weight > 0
     for key, tasks in RESTRICTED_MODEL_OPTIONS.items():
         value = getattr(config.model, key)
-        shapes_slots = with_autoencoder and key != "merge_duplicates"
-        if value != getattr(defaults, key) and config.task not in tasks and not shapes_slots:
+        shapes_slots = "discovery" in tasks and key != "merge_duplicates"  # what the autoencoder's slots honour
+        if value != getattr(defaults, key) and config.task not in tasks and not (with_autoencoder and shapes_slots):
             hint = (" (or set_prediction with set_prediction.reconstruction_weight > 0)"
-                    if config.task == "set_prediction" and "discovery" in tasks and key != "merge_duplicates" else "")
+                    if config.task == "set_prediction" and shapes_slots else "")
             raise ConfigError(f"model.{key}={value!r} is only supported by task {' / '.join(tasks)}{hint}, "
                               f"not {config.task!r}")
     threshold = config.model.merge_duplicates
