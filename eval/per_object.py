@@ -83,7 +83,7 @@ def object_factor_table(records: list[dict], frame: int, masks: torch.Tensor, ke
 
 
 def collect_points(model: torch.nn.Module, batches: Iterable[dict], num_slots: int, frames: tuple[int, ...] = (0,),
-                   seed: int = 0, max_images: int | None = None) -> ObjectPoints:
+                   seed: int = 0, max_images: int | None = None, with_frame: bool = True) -> ObjectPoints:
     """Run the model on eval frames and pair its slots with the true objects (Hungarian on mask IoU)."""
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -103,11 +103,23 @@ def collect_points(model: torch.nn.Module, batches: Iterable[dict], num_slots: i
                     raise DataError(f"factor names {list(names)} differ from earlier batches' "
                                     f"{list(points.factor_names)}")
                 output = model(images.to(device), num_slots=num_slots, generator=generator)
-                add_matches(points, output.slots.float().cpu(), hard_slot_masks(output.masks).cpu(), masks, tables)
+                add_matches(points, slot_representations(output, with_frame).float().cpu(), hard_slot_masks(output.masks).cpu(),
+                            masks, tables)
             seen += len(images)
             if max_images is not None and seen >= max_images:
                 break
     return points
+
+
+def slot_representations(output, with_frame: bool = True) -> torch.Tensor:
+    """[B, K, R]: a slot's vector (a slot VAE's posterior mean), followed by its frame's position and scale
+    when the model renders slots in their own frames: there position and size reach the decoder through the
+    frame, not the vector, so the frame is part of what the slot represents. `with_frame=False` scores the
+    vector alone (what the vector adds to the frame)."""
+    frames = getattr(output, "frames", None)
+    if frames is None or not with_frame:
+        return output.slots
+    return torch.cat([output.slots, frames.positions, frames.scales], dim=-1)
 
 
 def add_matches(points: ObjectPoints, slots: torch.Tensor, slot_masks: torch.Tensor, true_masks: torch.Tensor,
@@ -167,19 +179,21 @@ def split_points(points: ObjectPoints, train_fraction: float) -> tuple[ObjectPoi
 
 def per_object_scores(model: torch.nn.Module, batches: Iterable[dict], num_slots: int, seed: int = 0,
                       max_images: int | None = None, train_fraction: float = 2 / 3,
-                      metrics: Iterable[str] = PER_OBJECT_METRICS, dci_importance_model: str = "random_forest"
-                      ) -> dict[str, float]:
+                      metrics: Iterable[str] = PER_OBJECT_METRICS, dci_importance_model: str = "random_forest",
+                      with_frame: bool = True) -> dict[str, float]:
     """Per-object disentanglement of any slot model whose output has `masks` and `slots`, on both frames
-    of the eval pairs: the representation of a slot model is its slot vector (a slot VAE's: the mean)."""
-    points = collect_points(model, batches, num_slots, frames=(0, 1), seed=seed, max_images=max_images)
+    of the eval pairs: the representation of a slot model is its slot vector (a slot VAE's: the mean), with
+    its frame when it has one (`slot_representations`)."""
+    points = collect_points(model, batches, num_slots, frames=(0, 1), seed=seed, max_images=max_images,
+                            with_frame=with_frame)
     train, test = split_points(points, train_fraction)
     scores = score_points(train, test, metrics, seed=seed, dci_importance_model=dci_importance_model)
     scores["object_points"] = len(points.representations)
     return scores
 
 
-def run_object_scores(model: torch.nn.Module, config, eval_urls: list[str], max_images: int | None = None
-                      ) -> dict[str, float]:
+def run_object_scores(model: torch.nn.Module, config, eval_urls: list[str], max_images: int | None = None,
+                      with_frame: bool = True) -> dict[str, float]:
     """Per-object scores of a run's model on its eval split, with the run's settings (`weak_slots.*`)."""
     from data import eval_batches
 
@@ -187,7 +201,7 @@ def run_object_scores(model: torch.nn.Module, config, eval_urls: list[str], max_
     batches = eval_batches(eval_urls, config.eval.batch_size, config.data.resolution)
     return per_object_scores(model, batches, config.model.num_slots, seed=options.metric_seed,
                              max_images=max_images, metrics=options.object_metrics,
-                             dci_importance_model=options.dci_importance_model)
+                             dci_importance_model=options.dci_importance_model, with_frame=with_frame)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", type=Path, required=True, help="run directory of a discovery or weak_slots run")
     parser.add_argument("--checkpoint", type=Path, help="a checkpoint directory (default: the run's latest)")
     parser.add_argument("--max-images", type=positive_int, help="use the first N eval pairs only")
+    parser.add_argument("--vector-only", action="store_true",
+                        help="score the slot vectors without their frames; written as object_vector_* keys")
     args = parser.parse_args(argv)
 
     from eval.disentanglement import MetricInputError
@@ -206,10 +222,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         trained = load_trained_run(args.run, args.checkpoint, tasks=["discovery", "weak_slots"])
         _, eval_urls, _ = dataset_urls(trained.config, progress=False)
-        scores = run_object_scores(trained.model, trained.config, eval_urls, args.max_images)
+        scores = run_object_scores(trained.model, trained.config, eval_urls, args.max_images,
+                                   with_frame=not args.vector_only)
     except (ConfigError, DataError, FileNotFoundError, MetricInputError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if args.vector_only:
+        scores = {key.replace("object_", "object_vector_", 1): value for key, value in scores.items()}
     metrics_path = merge_metrics(args.run, scores)
     print("\n".join(f"{key:<34} {value:.4f}" for key, value in scores.items()))
     print(f"checkpoint {trained.checkpoint}; merged into {metrics_path}")

@@ -127,14 +127,21 @@ class InvariantSlotAttention(SlotAttention):
 
     def forward(self, inputs: torch.Tensor, slots: torch.Tensor, num_iterations: int = 3,
                 grid_size: tuple[int, int] | None = None, generator: torch.Generator | None = None,
-                extra_values: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                extra_values: torch.Tensor | None = None, initial_frames: SlotFrames | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """As SlotAttention.forward; `grid_size` (H, W) of the feature grid, N = H * W, is required;
-        `generator` draws the random initial positions."""
+        `generator` draws the random initial positions unless `initial_frames` gives them."""
         if grid_size is None or grid_size[0] * grid_size[1] != inputs.shape[1]:
             raise ValueError(f"invariant slot attention needs the feature grid size: {inputs.shape[1]} inputs, "
                              f"got grid_size={grid_size}")
         keys, values = self.keys_and_values(inputs, num_iterations, extra_values)
-        frames = self.initial_frames(slots, generator)
+        if initial_frames is None:
+            frames = self.initial_frames(slots, generator)
+        elif initial_frames.positions.shape != (*slots.shape[:2], 2):
+            raise ValueError(f"initial frames must be [B, K, 2] for slots {list(slots.shape)}, "
+                             f"got {list(initial_frames.positions.shape)}")
+        else:
+            frames = initial_frames
         initial = slots
         for _ in range(num_iterations - 1):
             slots, attn = self.relative_step(slots, keys, values, frames, grid_size)

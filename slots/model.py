@@ -55,6 +55,24 @@ def log_attention_map(attention: torch.Tensor, grid_size: tuple[int, int], image
 
 
 @dataclass
+class EncodedImages:
+    """What Slot Attention reads from a batch of images: encoder features [B, N, C], the colour values
+    [B, N, D] added to its values (or None) and the image size; sliceable along the batch, so a frame pair
+    encoded in one pass can be attended to frame by frame."""
+
+    features: torch.Tensor
+    values: torch.Tensor | None
+    image_size: tuple[int, int]
+
+    def __getitem__(self, rows: slice) -> "EncodedImages":
+        return EncodedImages(self.features[rows], None if self.values is None else self.values[rows],
+                             self.image_size)
+
+    def __len__(self) -> int:
+        return self.features.shape[0]
+
+
+@dataclass
 class SlotAutoencoderOutput:
     """Everything a caller may want from one forward pass; masks sum to 1 over slots at every pixel."""
 
@@ -152,28 +170,49 @@ class SlotAutoencoder(nn.Module):
     ) -> SlotAutoencoderOutput:
         """Images [B, 3, H, W] in [-1, 1] -> reconstruction, masks and slots; `initial_slots` [B, K, D]
         replaces the sampled initialisation (then `num_slots` is ignored)."""
-        check_images(images, self.resolution)
         num_slots = self.num_slots if num_slots is None else num_slots
         num_iterations = self.num_iterations if num_iterations is None else num_iterations
-        features = self.encoder(images)
+        encoded = self.encode(images)
         initial = self.slot_init(images.shape[0], num_slots, generator) if initial_slots is None else initial_slots
-        extra_values = self.pixel_values(images)
-        if isinstance(self.slot_attention, InvariantSlotAttention):
-            slots, attention = self.slot_attention(features, initial, num_iterations,
-                                                   grid_size=self.feature_grid(images.shape[-2:]),
-                                                   generator=generator, extra_values=extra_values)
-        else:
-            slots, attention = self.slot_attention(features, initial, num_iterations, extra_values=extra_values)
+        slots, attention = self.bind(encoded, initial, num_iterations, generator)
         return self.decode_slots(slots, attention, images.shape[-2:])
 
-    def decode_slots(self, slots: torch.Tensor, attention: torch.Tensor, image_size: tuple[int, int]
-               ) -> SlotAutoencoderOutput:
-        """Slots [B, K, D] and their attention [B, K, N] -> decoded, alpha-composited output."""
+    def encode(self, images: torch.Tensor) -> EncodedImages:
+        """Images [B, 3, H, W] -> what Slot Attention reads (computed once when a frame is attended twice)."""
+        check_images(images, self.resolution)
+        return EncodedImages(self.encoder(images), self.pixel_values(images), tuple(images.shape[-2:]))
+
+    def bind(self, encoded: EncodedImages, initial_slots: torch.Tensor, num_iterations: int,
+             generator: torch.Generator | None = None, initial_frames: SlotFrames | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Slot Attention from `initial_slots` [B, K, D]: (slots [B, K, D], attention [B, K, N]).
+        `initial_frames` (invariant attention only) replaces the drawn starting positions and scales, which is
+        how a slot restarted on another frame keeps its place (`attention_frames` of its earlier attention)."""
+        slot_dim = self.slot_init.mu.shape[-1]
+        if initial_slots.ndim != 3 or initial_slots.shape[0] != len(encoded) or initial_slots.shape[-1] != slot_dim:
+            raise ValueError(f"initial slots must have shape [{len(encoded)}, K, {slot_dim}], "
+                             f"got {list(initial_slots.shape)}")
+        if isinstance(self.slot_attention, InvariantSlotAttention):
+            return self.slot_attention(encoded.features, initial_slots, num_iterations,
+                                       grid_size=self.feature_grid(encoded.image_size), generator=generator,
+                                       extra_values=encoded.values, initial_frames=initial_frames)
+        return self.slot_attention(encoded.features, initial_slots, num_iterations, extra_values=encoded.values)
+
+    def attention_frames(self, attention: torch.Tensor, image_size: tuple[int, int]) -> SlotFrames:
+        """Each slot's position and scale from its attention [B, K, N] (whatever `slot_frames` says)."""
+        return frames_from_attention(attention, self.feature_grid(image_size))
+
+    def decode_slots(self, slots: torch.Tensor, attention: torch.Tensor, image_size: tuple[int, int],
+                     decoder_inputs: torch.Tensor | None = None) -> SlotAutoencoderOutput:
+        """Slots [B, K, D] and their attention [B, K, N] -> decoded, alpha-composited output. The decoder
+        renders `decoder_inputs` [B, K, Z] instead of the slots when given (a slot VAE's latents); frames and
+        the mask prior still come from the attention."""
         image_size = tuple(image_size)
         frames = self.frames(attention, image_size)
         prior = (log_attention_map(attention, self.feature_grid(image_size), image_size)
                  if self.mask_prior == "attention" else None)
-        reconstruction, masks, slot_rgb = composite(self.decoder(slots, frames), prior)
+        reconstruction, masks, slot_rgb = composite(
+            self.decoder(slots if decoder_inputs is None else decoder_inputs, frames), prior)
         unmerged = None
         if self.merge_duplicates is not None and not self.training:
             unmerged, masks = masks, merge_duplicate_masks(masks, self.merge_duplicates)
@@ -198,7 +237,7 @@ class SlotAutoencoder(nn.Module):
         coordinates); "translation" keeps the position and fixes the scale at 1."""
         if self.slot_frames == "none":
             return None
-        frames = frames_from_attention(attention, self.feature_grid(image_size))
+        frames = self.attention_frames(attention, image_size)
         if self.slot_frames == "translation":
             frames.scales = torch.ones_like(frames.scales)
         return frames

@@ -26,3 +26,16 @@ def test_time_to_quality_writes_the_curve_and_flop_figures(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "GFLOP per step" in out and "of the measured float32 matmul peak" in out
     assert "mixed precision no" in out
+
+
+def test_weak_slots_benchmark_times_every_variant_against_the_autoencoder(capsys):
+    from bench import weak_slots
+
+    weak_slots.main(["--steps", "1", "--rounds", "1", "data.resolution=16", "model.slot_dim=16",
+                     "model.mlp_hidden_dim=16", "model.encoder_channels=8", "train.batch_size=2"])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and not line.startswith("| training step")]
+    assert [row.split(" | ")[0][2:] for row in rows[:-1]] == ["baseline: autoencoder, both frames",
+                                                              *weak_slots.VARIANTS]
+    assert rows[0].endswith("| 1.00x |") and all(row.rstrip().endswith("x |") for row in rows)
+    assert rows[-1].startswith("| slot matching alone")

@@ -180,11 +180,12 @@ def test_autoencoder_with_invariant_attention_changes_slot_count_at_test_time(in
 
 @pytest.mark.parametrize("task, option, message", [
     ("set_prediction", "model.encoder_strides=[1,2,1,1]", "model.encoder_strides=.* not 'set_prediction'"),
-    ("weak_slots", "model.slot_frames=translation", "model.slot_frames='translation' is only supported by task"),
-    ("weak_slots", "model.colour_values=true", "model.colour_values=True is only supported by task discovery"),
+    ("vae", "model.slot_frames=translation", "model.slot_frames='translation' is only supported by task"),
+    ("dinosaur", "model.colour_values=true", "model.colour_values=True is only supported by task discovery"),
     ("set_prediction", "model.invariant_attention=quadratic", "model.invariant_attention='quadratic'"),
-    ("vae", "model.colour_values=true", "model.colour_values=True is only supported by task discovery, not 'vae'"),
-    ("weak_slots", "model.mask_prior=attention", "model.mask_prior='attention' is only supported by task discovery"),
+    ("vae", "model.colour_values=true",
+     "model.colour_values=True is only supported by task discovery / weak_slots, not 'vae'"),
+    ("dinosaur", "model.mask_prior=attention", "model.mask_prior='attention' is only supported by task discovery"),
 ])
 def test_model_options_a_task_would_ignore_are_refused(task, option, message):
     from training.config import ConfigError, build_config, parse_override

@@ -27,25 +27,63 @@ def images(batch: int = 3, seed: int = 0) -> torch.Tensor:
     return torch.rand(batch, 3, 16, 16, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
+#: the default run's discovery options, which the slot VAE of the weak_slots preset uses too
+DISCOVERY_OPTIONS = dict(mask_prior="attention", colour_values=True, slot_frames="translation_scale",
+                         invariant_attention="quadratic_translation", merge_duplicates=0.5)
+
+
+@pytest.mark.parametrize("options", [{}, DISCOVERY_OPTIONS], ids=["paper", "discovery_options"])
 @pytest.mark.parametrize("correspondence", ["init", "init_hungarian"])
-def test_identical_frames_give_identical_posteriors_and_share_every_dimension(correspondence):
-    model, frame = tiny_model().eval(), images()
+def test_identical_frames_give_identical_posteriors_and_share_every_dimension(correspondence, options):
+    """With invariant attention frame 1 must restart from frame 0's places too: fresh random starting
+    positions would make slot k of the second pass a different object."""
+    model, frame = tiny_model(**options).eval(), images()
     with torch.no_grad():
-        (mu0, logvar0), (mu1, logvar1) = correspond(model, frame, frame, correspondence,
-                                                    generator=torch.Generator().manual_seed(1))
-    torch.testing.assert_close(mu1, mu0)
-    torch.testing.assert_close(logvar1, logvar0)
-    assert share_mask(mu0, logvar0, mu1, logvar1, share_floor=0.0).all()  # the paper's rule alone
+        slots0, slots1 = correspond(model, frame, frame, correspondence, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(slots1.mu, slots0.mu)
+    torch.testing.assert_close(slots1.logvar, slots0.logvar)
+    torch.testing.assert_close(slots1.attention, slots0.attention)
+    assert share_mask(slots0.mu, slots0.logvar, slots1.mu, slots1.logvar, share_floor=0.0).all()  # paper's rule
     _, logs = slot_pair_loss(model, frame, frame, SlotPairSettings(correspondence=correspondence))
     assert logs["shared_fraction"] == 1.0
+
+
+def test_restarting_from_drawn_places_would_break_the_correspondence():
+    """The control for the test above: the same slots restarted at fresh random positions end elsewhere."""
+    model, frame = tiny_model(**DISCOVERY_OPTIONS).eval(), images()
+    with torch.no_grad():
+        encoded = model.features(frame)
+        start, attention = model.attend(encoded, generator=torch.Generator().manual_seed(1))
+        kept, _ = model.attend(encoded, initial_slots=start,
+                               initial_frames=model.attention_frames(attention, model.resolution))
+        redrawn, _ = model.attend(encoded, initial_slots=start, generator=torch.Generator().manual_seed(2))
+    assert (kept - redrawn).abs().max() > 1e-3
 
 
 def test_different_frames_keep_some_dimensions_apart():
     model = tiny_model().eval()
     with torch.no_grad():
-        (mu0, logvar0), (mu1, logvar1) = correspond(model, images(seed=0), images(seed=1), "init")
-    assert not torch.allclose(mu0, mu1)
-    assert not share_mask(mu0, logvar0, mu1, logvar1, share_floor=0.0).all()
+        slots0, slots1 = correspond(model, images(seed=0), images(seed=1), "init")
+    assert not torch.allclose(slots0.mu, slots1.mu)
+    assert not share_mask(slots0.mu, slots0.logvar, slots1.mu, slots1.logvar, share_floor=0.0).all()
+
+
+def test_hungarian_correspondence_keeps_each_slot_with_its_own_attention():
+    """Matching reorders frame 1's slots; each slot's attention (its place and mask prior) must move with its
+    posterior, or frame 1 would be rendered from mismatched parts. The composite is the same under any
+    reordering of whole slots, so it must equal frame 1's own rendering."""
+    options = {key: value for key, value in DISCOVERY_OPTIONS.items() if key != "merge_duplicates"}
+    model, frame0, frame1 = tiny_model(**options).eval(), images(seed=0), images(seed=1)
+    with torch.no_grad():
+        _, slots1 = correspond(model, frame0, frame1, "hungarian", generator=torch.Generator().manual_seed(3))
+        replay = torch.Generator().manual_seed(3)  # the same draws: frame 0's slots first, then frame 1's
+        model.attend(model.features(frame0), generator=replay)
+        own = model(frame1, generator=replay)
+        matched = model.render(slots1.mu, slots1.attention)
+        unmatched = model.render(slots1.mu, own.attention)
+    torch.testing.assert_close(matched.reconstruction, own.reconstruction, atol=1e-5, rtol=1e-5)
+    assert not torch.equal(slots1.mu, own.mu)  # the matching did reorder slots here, so the check has teeth
+    assert (unmatched.reconstruction - own.reconstruction).abs().max() > 1e-4
 
 
 def test_matching_recovers_a_permutation_of_frame_one_slots():
@@ -86,8 +124,9 @@ def test_share_floor_shares_an_unchanged_slot_and_keeps_the_changed_dimension():
     assert kl_per_dim(mu0, logvar, mu1, logvar)[0, 1].max() < 0.1
 
 
-def test_pair_loss_trains_every_part_and_the_baseline_shares_nothing():
-    model = tiny_model()
+@pytest.mark.parametrize("options", [{}, DISCOVERY_OPTIONS], ids=["paper", "discovery_options"])
+def test_pair_loss_trains_every_part_and_the_baseline_shares_nothing(options):
+    model = tiny_model(**options)
     for method in ("ada_gvae", "ada_mlvae", "slot_vae"):
         model.zero_grad()
         loss, logs = slot_pair_loss(model, images(seed=0), images(seed=1), SlotPairSettings(method=method, share_floor=0.0),
@@ -124,8 +163,8 @@ def test_warmup_scales_beta_and_the_sampling_noise():
         return slot_pair_loss(model, *frames.chunk(2), settings, torch.Generator().manual_seed(0), warmup)
 
     (cold, cold_logs), (half, half_logs) = loss_at(0.0), loss_at(0.5)
-    states, _ = model.infer_slots(frames, generator=torch.Generator().manual_seed(0))  # the same slot draws
-    means = model.render(model.posterior(states)[0]).reconstruction
+    states, attention = model.infer_slots(frames, generator=torch.Generator().manual_seed(0))  # same slot draws
+    means = model.render(model.posterior(states)[0], attention).reconstruction
     torch.testing.assert_close(cold, torch.nn.functional.mse_loss(means, frames))  # no noise, no KL
     assert half_logs["mse"] > cold_logs["mse"]  # noise on the latents
     torch.testing.assert_close(half_logs["kl"], cold_logs["kl"])
@@ -156,6 +195,13 @@ def test_bad_pairs_and_settings_are_refused():
         SlotPairSettings(method="beta_vae")
     with pytest.raises(ValueError, match="expected images of shape"):
         model(torch.zeros(2, 3, 32, 32))
+    with pytest.raises(ValueError, match=r"initial slots must have shape \[3, K, 16\], got \[3, 4, 8\]"):
+        model(images(), initial_slots=torch.zeros(3, 4, 8))
+    with pytest.raises(ValueError, match=r"initial frames must be \[B, K, 2\]"):
+        framed = tiny_model(**DISCOVERY_OPTIONS)
+        encoded = framed.features(images())
+        _, attention = framed.attend(encoded)
+        framed.attend(encoded, num_slots=4, initial_frames=framed.attention_frames(attention[:, :3], (16, 16)))
 
 
 def test_num_slots_is_a_call_argument():
@@ -165,6 +211,35 @@ def test_num_slots_is_a_call_argument():
             output = model(images(), num_slots=k)
             assert output.masks.shape == (3, k, 16, 16) and output.slots.shape == (3, k, 6)
             torch.testing.assert_close(output.masks.sum(dim=1), torch.ones(3, 16, 16))
+
+
+def test_slot_vae_with_discovery_options_changes_slot_count_and_merges_only_in_evaluation():
+    model = tiny_model(**DISCOVERY_OPTIONS)
+    for k in (2, 7):
+        output = model.eval()(images(), num_slots=k)
+        assert output.masks.shape == (3, k, 16, 16) and output.frames.positions.shape == (3, k, 2)
+        torch.testing.assert_close(output.masks.sum(dim=1), torch.ones(3, 16, 16))
+        assert output.unmerged_masks is not None
+    assert model.train()(images()).unmerged_masks is None
+
+
+def test_the_representation_of_a_slot_in_its_own_frame_includes_the_frame():
+    from eval.per_object import slot_representations
+
+    model = tiny_model(**DISCOVERY_OPTIONS).eval()
+    with torch.no_grad():
+        output = model(images())
+    representation = slot_representations(output)
+    assert representation.shape == (3, 4, 6 + 4)
+    torch.testing.assert_close(representation[..., :6], output.mu)
+    expected = model.attention_frames(output.attention, model.resolution)  # centre of mass and spread
+    torch.testing.assert_close(representation[..., 6:8], expected.positions)
+    torch.testing.assert_close(representation[..., 8:], expected.scales)
+    torch.testing.assert_close(slot_representations(output, with_frame=False), output.mu)
+    plain = tiny_model().eval()
+    with torch.no_grad():
+        plain_output = plain(images())
+    torch.testing.assert_close(slot_representations(plain_output), plain_output.mu)  # no frame: the mean alone
 
 
 # --- per-object matching -------------------------------------------------------------------------------
@@ -258,7 +333,8 @@ def test_weak_slots_comparison_end_to_end(tmp_path):
     assert study(["--out", str(out), "--seeds", "0", f"data.root={tmp_path / 'data'}", *SMOKE_SIZES]) == 0
     for model in ("autoencoder", "slot_vae", "ada_gvae"):
         metrics = json.loads((out / "runs" / f"{model}-seed0" / "metrics.json").read_text())
-        for key in ("fg_ari", "object_dci_disentanglement", "object_mig", "object_matched_fraction"):
+        for key in ("fg_ari", "object_dci_disentanglement", "object_mig", "object_matched_fraction",
+                    "object_vector_dci_disentanglement"):
             assert math.isfinite(metrics[key]), (model, key)
         assert metrics["steps"] == 4 and [row["num_slots"] for row in metrics["slot_sweep"]] == [2, 4]
     rows = list(csv.DictReader((out / "results.csv").open()))
@@ -289,3 +365,17 @@ def test_per_object_command_refuses_a_vae_run_and_a_missing_directory(tmp_path, 
 
     assert per_object(["--run", str(tmp_path)]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_the_weak_slots_preset_builds_on_the_default_run():
+    """The comparison is like for like only if the slot VAEs use the default autoencoder's model and budget."""
+    from dataclasses import asdict
+
+    from training.loop import resolve_config
+
+    default, weak = (resolve_config(preset, None, None, []) for preset in ("default", "weak_slots"))
+    assert weak.task == "weak_slots" and default.task == "discovery"
+    assert asdict(weak.model) == asdict(default.model)
+    assert (weak.train.max_steps, weak.train.time_limit_minutes) == (default.train.max_steps,
+                                                                     default.train.time_limit_minutes)
+    assert asdict(weak.data) == asdict(default.data)

@@ -309,13 +309,13 @@ def validate(config: RunConfig) -> None:
 
 
 # model options that only some tasks' models honour (elsewhere they would be silently ignored: set prediction
-# has its own encoder_strides; DINOSAUR and the slot VAE have neither frames nor colour values)
+# has its own encoder_strides; DINOSAUR and the image-level VAEs have neither frames nor colour values)
 RESTRICTED_MODEL_OPTIONS = {
-    "slot_frames": ("discovery",),
-    "invariant_attention": ("discovery",),
-    "colour_values": ("discovery",),
-    "mask_prior": ("discovery",),
-    "merge_duplicates": ("discovery",),
+    "slot_frames": ("discovery", "weak_slots"),
+    "invariant_attention": ("discovery", "weak_slots"),
+    "colour_values": ("discovery", "weak_slots"),
+    "mask_prior": ("discovery", "weak_slots"),
+    "merge_duplicates": ("discovery", "weak_slots"),
     "encoder_strides": ("discovery", "weak_slots"),
 }
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from eval.matching import hungarian_match
 from weak_supervision.aggregation import adaptive_share_mask, aggregate_pair, kl_per_dim
+from slots.frames import SlotFrames
 from weak_supervision.slot_vae import SlotVAE
 
 PairMethod = Literal["ada_gvae", "ada_mlvae", "slot_vae"]
@@ -64,30 +65,46 @@ def permute_slots(values: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
     return values[batch, perm]
 
 
+@dataclass
+class SlotPosteriors:
+    """One frame's slots: posterior (mu, logvar), each [B, K, Z], and the attention [B, K, N] they came from
+    (which places them and, with the mask prior, shapes their masks when rendered)."""
+
+    mu: torch.Tensor
+    logvar: torch.Tensor
+    attention: torch.Tensor
+
+    def permuted(self, perm: torch.Tensor) -> "SlotPosteriors":
+        return SlotPosteriors(*(permute_slots(value, perm) for value in (self.mu, self.logvar, self.attention)))
+
+
 def correspond(model: SlotVAE, frame0: torch.Tensor, frame1: torch.Tensor, correspondence: Correspondence,
                num_slots: int | None = None, generator: torch.Generator | None = None
-               ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """Posteriors (mu, logvar), each [B, K, Z], of both frames, frame 1's slots aligned with frame 0's.
+               ) -> tuple[SlotPosteriors, SlotPosteriors]:
+    """The slots of both frames, frame 1's aligned with frame 0's.
 
     "init": Slot Attention on frame 0 from random slots binds the objects; then *both* frames are refined
-    from those slots, so slot k of either frame continues the same object, and identical frames give
-    identical posteriors (every dimension shared). "hungarian": both frames from independent random slots,
-    matched afterwards by `match_slots`; "init_hungarian": "init" followed by that matching.
+    from those slots (and, with invariant attention, from the frames they ended in), so slot k of either
+    frame continues the same object, and identical frames give identical posteriors (every dimension
+    shared). "hungarian": both frames from independent random slots, matched afterwards by `match_slots`;
+    "init_hungarian": "init" followed by that matching.
     """
-    features = model.features(torch.cat([frame0, frame1]))
-    features0, features1 = features.chunk(2)
+    encoded = model.features(torch.cat([frame0, frame1]))
+    encoded0, encoded1 = encoded[: len(frame0)], encoded[len(frame0):]
     if correspondence in ("init", "init_hungarian"):
-        start, _ = model.attend(features0, num_slots, generator=generator)
-        states, _ = model.attend(features, initial_slots=torch.cat([start, start]))
-        states0, states1 = states.chunk(2)
+        start, attention = model.attend(encoded0, num_slots, generator=generator)
+        place = model.attention_frames(attention, model.resolution)
+        both = SlotFrames(torch.cat([place.positions, place.positions]), torch.cat([place.scales, place.scales]))
+        states, attention = model.attend(encoded, initial_slots=torch.cat([start, start]), initial_frames=both)
+        (states0, states1), (attention0, attention1) = states.chunk(2), attention.chunk(2)
     else:
-        states0, _ = model.attend(features0, num_slots, generator=generator)
-        states1, _ = model.attend(features1, states0.shape[1], generator=generator)
-    (mu0, logvar0), (mu1, logvar1) = model.posterior(states0), model.posterior(states1)
+        states0, attention0 = model.attend(encoded0, num_slots, generator=generator)
+        states1, attention1 = model.attend(encoded1, states0.shape[1], generator=generator)
+    slots0 = SlotPosteriors(*model.posterior(states0), attention0)
+    slots1 = SlotPosteriors(*model.posterior(states1), attention1)
     if correspondence in ("init_hungarian", "hungarian"):
-        perm = match_slots(mu0, mu1)
-        mu1, logvar1 = permute_slots(mu1, perm), permute_slots(logvar1, perm)
-    return (mu0, logvar0), (mu1, logvar1)
+        slots1 = slots1.permuted(match_slots(slots0.mu, slots1.mu))
+    return slots0, slots1
 
 
 def share_mask(mu0: torch.Tensor, logvar0: torch.Tensor, mu1: torch.Tensor, logvar1: torch.Tensor,
@@ -124,19 +141,18 @@ def slot_pair_loss(model: SlotVAE, frame0: torch.Tensor, frame1: torch.Tensor, s
     if frame0.shape != frame1.shape:
         raise ValueError(f"the two frames of a pair differ in shape: {list(frame0.shape)} vs {list(frame1.shape)}")
     if settings.method == "slot_vae":  # the baseline: two independent images, no correspondence
-        states, _ = model.infer_slots(torch.cat([frame0, frame1]), generator=generator)
+        states, attention = model.infer_slots(torch.cat([frame0, frame1]), generator=generator)
         mu, logvar = model.posterior(states)
-        (mu0, mu1), (logvar0, logvar1) = mu.chunk(2), logvar.chunk(2)
-        shared = torch.zeros_like(mu0, dtype=torch.bool)
-        posterior0, posterior1 = (mu0, logvar0), (mu1, logvar1)
+        slots0, slots1 = (SlotPosteriors(*parts) for parts in zip(mu.chunk(2), logvar.chunk(2), attention.chunk(2)))
+        shared = torch.zeros_like(slots0.mu, dtype=torch.bool)
+        posterior0, posterior1 = (slots0.mu, slots0.logvar), (slots1.mu, slots1.logvar)
     else:
-        (mu0, logvar0), (mu1, logvar1) = correspond(model, frame0, frame1, settings.correspondence,
-                                                    generator=generator)
-        shared = share_mask(mu0, logvar0, mu1, logvar1, settings.share_floor)
+        slots0, slots1 = correspond(model, frame0, frame1, settings.correspondence, generator=generator)
+        shared = share_mask(slots0.mu, slots0.logvar, slots1.mu, slots1.logvar, settings.share_floor)
         kind = "gvae" if settings.method == "ada_gvae" else "mlvae"
-        posterior0, posterior1 = aggregate_pair(mu0, logvar0, mu1, logvar1, shared, kind)
+        posterior0, posterior1 = aggregate_pair(slots0.mu, slots0.logvar, slots1.mu, slots1.logvar, shared, kind)
     latents = torch.cat([sample(*posterior0, generator, warmup), sample(*posterior1, generator, warmup)])
-    reconstruction = model.render(latents).reconstruction
+    reconstruction = model.render(latents, torch.cat([slots0.attention, slots1.attention])).reconstruction
     target = torch.cat([frame0, frame1])
     mse = F.mse_loss(reconstruction.float(), target)
     kl = torch.cat([kl_to_prior(*posterior0), kl_to_prior(*posterior1)]).mean()

@@ -1,10 +1,14 @@
 """Slot Attention with a Gaussian latent per slot: the model the per-object weak objective trains.
 
 Each slot is mapped to a diagonal Gaussian posterior q(z_k | x) of `latent_dim` dimensions and the per-slot
-spatial-broadcast decoder renders RGB + alpha from a sample z_k. The posterior mean is the slot's
-representation (the one the per-object disentanglement metrics score), just as dlib scores a VAE's mean.
-Slot Attention can start from given slots (`initial_slots`), which is how the two frames of a pair are put
-in correspondence (see `weak_supervision.slot_pairs`).
+spatial-broadcast decoder renders RGB + alpha from a sample z_k. Everything else is the autoencoder's, with
+all of its discovery options: the masks can start from the attention (`mask_prior`), the slots can read
+colour (`colour_values`), attend in and be rendered in their own frames (`invariant_attention`,
+`slot_frames`), and duplicates can be merged at evaluation. With slot frames a slot's position and scale
+come from its attention, not from its latent, so its representation (what the per-object metrics score) is
+the posterior mean together with that frame, just as dlib scores a VAE's mean.
+Slot Attention can start from given slots and frames, which is how the two frames of a pair are put in
+correspondence (see `weak_supervision.slot_pairs`).
 """
 from __future__ import annotations
 
@@ -13,32 +17,18 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from slots.model import SlotAutoencoder, check_images, composite
+from slots.frames import SlotFrames
+from slots.model import EncodedImages, SlotAutoencoder, SlotAutoencoderOutput
 
 
 @dataclass
-class SlotVAEOutput:
-    """The autoencoder's fields (so every discovery evaluation reads it) plus each slot's posterior."""
+class SlotVAEOutput(SlotAutoencoderOutput):
+    """The autoencoder's fields (so every discovery evaluation reads it; `slots` holds the posterior means,
+    the per-object representation) plus each slot's posterior and Slot Attention state."""
 
-    reconstruction: torch.Tensor  # [B, 3, H, W]
-    masks: torch.Tensor  # [B, K, H, W], sum to 1 over slots
-    slot_rgb: torch.Tensor  # [B, K, 3, H, W]
-    slots: torch.Tensor  # [B, K, Z]: the posterior means, the per-object representation
-    attention: torch.Tensor  # [B, K, H*W]
-    mu: torch.Tensor  # [B, K, Z]
-    logvar: torch.Tensor  # [B, K, Z]
-    slot_states: torch.Tensor  # [B, K, D]: Slot Attention's output, what frame 1 may start from
-
-
-@dataclass
-class Rendering:
-    reconstruction: torch.Tensor
-    masks: torch.Tensor
-    slot_rgb: torch.Tensor
-
-
-UNSUPPORTED_OPTIONS = {"slot_frames": "none", "invariant_attention": "none", "colour_values": False,
-                       "mask_prior": "none", "merge_duplicates": None}
+    mu: torch.Tensor | None = None  # [B, K, Z]
+    logvar: torch.Tensor | None = None  # [B, K, Z]
+    slot_states: torch.Tensor | None = None  # [B, K, D]: Slot Attention's output, what frame 1 may start from
 
 
 class SlotVAE(SlotAutoencoder):
@@ -52,11 +42,6 @@ class SlotVAE(SlotAutoencoder):
     def __init__(self, latent_dim: int = 10, initial_logvar: float = -4.0, **autoencoder_kwargs) -> None:
         if latent_dim < 1:
             raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
-        unsupported = {key: autoencoder_kwargs[key] for key, default in UNSUPPORTED_OPTIONS.items()
-                       if autoencoder_kwargs.get(key, default) != default}
-        if unsupported:
-            raise ValueError(f"the slot VAE does not support {unsupported} (it decodes latents in image "
-                             "coordinates and attends with plain Slot Attention)")
         super().__init__(**autoencoder_kwargs, decoder_input_dim=latent_dim)
         self.latent_dim = latent_dim
         slot_dim = self.slot_init.mu.shape[-1]
@@ -72,24 +57,20 @@ class SlotVAE(SlotAutoencoder):
         head.weight[self.latent_dim:].mul_(0.1)
         head.bias[self.latent_dim:].fill_(initial_logvar)
 
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """The encoder's feature set [B, N, C]; computed once when a frame is attended to twice."""
-        check_images(images, self.resolution)
-        return self.encoder(images)
+    def features(self, images: torch.Tensor) -> EncodedImages:
+        """What Slot Attention reads; computed once when a frame is attended to twice."""
+        return self.encode(images)
 
-    def attend(self, features: torch.Tensor, num_slots: int | None = None, num_iterations: int | None = None,
-               generator: torch.Generator | None = None, initial_slots: torch.Tensor | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(slot states [B, K, D], attention [B, K, N]); starts from `initial_slots` when given, else from
-        fresh draws of the learned Gaussian."""
+    def attend(self, encoded: EncodedImages, num_slots: int | None = None, num_iterations: int | None = None,
+               generator: torch.Generator | None = None, initial_slots: torch.Tensor | None = None,
+               initial_frames: SlotFrames | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(slot states [B, K, D], attention [B, K, N]); starts from `initial_slots` (and, with invariant
+        attention, `initial_frames`) when given, else from fresh draws of the learned Gaussian."""
         iterations = self.num_iterations if num_iterations is None else num_iterations
         if initial_slots is None:
-            initial_slots = self.slot_init(features.shape[0], self.num_slots if num_slots is None else num_slots,
+            initial_slots = self.slot_init(len(encoded), self.num_slots if num_slots is None else num_slots,
                                            generator)
-        elif initial_slots.ndim != 3 or initial_slots.shape[0] != features.shape[0]:
-            raise ValueError(f"initial_slots must have shape [{features.shape[0]}, K, D], "
-                             f"got {list(initial_slots.shape)}")
-        return self.slot_attention(features, initial_slots, iterations)
+        return self.bind(encoded, initial_slots, iterations, generator, initial_frames)
 
     def infer_slots(self, images: torch.Tensor, num_slots: int | None = None, num_iterations: int | None = None,
                     generator: torch.Generator | None = None, initial_slots: torch.Tensor | None = None
@@ -102,9 +83,10 @@ class SlotVAE(SlotAutoencoder):
         mu, logvar = self.to_posterior(slot_states).chunk(2, dim=-1)
         return mu, logvar
 
-    def render(self, latents: torch.Tensor) -> Rendering:
-        """Latents [B, K, Z] -> composited image, masks (softmax of alphas over slots) and per-slot RGB."""
-        return Rendering(*composite(self.decoder(latents)))
+    def render(self, latents: torch.Tensor, attention: torch.Tensor) -> SlotAutoencoderOutput:
+        """Latents [B, K, Z] with the attention [B, K, N] they came from (frames and mask prior) -> the
+        composited image, masks (softmax of alphas over slots) and per-slot RGB."""
+        return self.decode_slots(latents, attention, self.resolution, decoder_inputs=latents)
 
     def forward(self, images: torch.Tensor, num_slots: int | None = None, num_iterations: int | None = None,
                 generator: torch.Generator | None = None, initial_slots: torch.Tensor | None = None
@@ -112,6 +94,6 @@ class SlotVAE(SlotAutoencoder):
         """Deterministic pass decoding the posterior means: what evaluation and pictures use."""
         states, attention = self.infer_slots(images, num_slots, num_iterations, generator, initial_slots)
         mu, logvar = self.posterior(states)
-        rendering = self.render(mu)
-        return SlotVAEOutput(rendering.reconstruction, rendering.masks, rendering.slot_rgb, mu, attention, mu,
-                             logvar, states)
+        out = self.render(mu, attention)
+        return SlotVAEOutput(out.reconstruction, out.masks, out.slot_rgb, mu, attention, out.frames,
+                             out.unmerged_masks, mu=mu, logvar=logvar, slot_states=states)
