@@ -613,6 +613,7 @@ def test_discovery_model_options_need_the_reconstruction_loss_in_set_prediction(
         build_config([{"task": "set_prediction"}, parse_override("model.mask_prior=attention")])
     build_config([{"task": "set_prediction"}, parse_override("model.mask_prior=attention"),
                   parse_override("set_prediction.reconstruction_weight=1")])
-    with pytest.raises(ConfigError, match="model.merge_duplicates=0.5 is only supported by task discovery, not"):
+    with pytest.raises(ConfigError,
+                       match="model.merge_duplicates=0.5 is only supported by task discovery / weak_slots, not"):
         build_config([{"task": "set_prediction"}, parse_override("model.merge_duplicates=0.5"),
                       parse_override("set_prediction.reconstruction_weight=1")])
