@@ -103,8 +103,8 @@ def collect_points(model: torch.nn.Module, batches: Iterable[dict], num_slots: i
                     raise DataError(f"factor names {list(names)} differ from earlier batches' "
                                     f"{list(points.factor_names)}")
                 output = model(images.to(device), num_slots=num_slots, generator=generator)
-                add_matches(points, slot_representations(output, with_frame).float().cpu(), hard_slot_masks(output.masks).cpu(),
-                            masks, tables)
+                add_matches(points, slot_representations(output, with_frame).float().cpu(),
+                            hard_slot_masks(output.masks).cpu(), masks, tables)
             seen += len(images)
             if max_images is not None and seen >= max_images:
                 break

@@ -170,17 +170,24 @@ class SlotAutoencoder(nn.Module):
     ) -> SlotAutoencoderOutput:
         """Images [B, 3, H, W] in [-1, 1] -> reconstruction, masks and slots; `initial_slots` [B, K, D]
         replaces the sampled initialisation (then `num_slots` is ignored)."""
-        num_slots = self.num_slots if num_slots is None else num_slots
-        num_iterations = self.num_iterations if num_iterations is None else num_iterations
-        encoded = self.encode(images)
-        initial = self.slot_init(images.shape[0], num_slots, generator) if initial_slots is None else initial_slots
-        slots, attention = self.bind(encoded, initial, num_iterations, generator)
+        slots, attention = self.attend(self.encode(images), num_slots, num_iterations, generator, initial_slots)
         return self.decode_slots(slots, attention, images.shape[-2:])
 
     def encode(self, images: torch.Tensor) -> EncodedImages:
         """Images [B, 3, H, W] -> what Slot Attention reads (computed once when a frame is attended twice)."""
         check_images(images, self.resolution)
         return EncodedImages(self.encoder(images), self.pixel_values(images), tuple(images.shape[-2:]))
+
+    def attend(self, encoded: EncodedImages, num_slots: int | None = None, num_iterations: int | None = None,
+               generator: torch.Generator | None = None, initial_slots: torch.Tensor | None = None,
+               initial_frames: SlotFrames | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(slots [B, K, D], attention [B, K, N]) from `initial_slots` (and, with invariant attention,
+        `initial_frames`) when given, else from fresh draws of the learned Gaussian."""
+        iterations = self.num_iterations if num_iterations is None else num_iterations
+        if initial_slots is None:
+            initial_slots = self.slot_init(len(encoded), self.num_slots if num_slots is None else num_slots,
+                                           generator)
+        return self.bind(encoded, initial_slots, iterations, generator, initial_frames)
 
     def bind(self, encoded: EncodedImages, initial_slots: torch.Tensor, num_iterations: int,
              generator: torch.Generator | None = None, initial_frames: SlotFrames | None = None
@@ -202,17 +209,15 @@ class SlotAutoencoder(nn.Module):
         """Each slot's position and scale from its attention [B, K, N] (whatever `slot_frames` says)."""
         return frames_from_attention(attention, self.feature_grid(image_size))
 
-    def decode_slots(self, slots: torch.Tensor, attention: torch.Tensor, image_size: tuple[int, int],
-                     decoder_inputs: torch.Tensor | None = None) -> SlotAutoencoderOutput:
-        """Slots [B, K, D] and their attention [B, K, N] -> decoded, alpha-composited output. The decoder
-        renders `decoder_inputs` [B, K, Z] instead of the slots when given (a slot VAE's latents); frames and
-        the mask prior still come from the attention."""
+    def decode_slots(self, slots: torch.Tensor, attention: torch.Tensor, image_size: tuple[int, int]
+                     ) -> SlotAutoencoderOutput:
+        """Slots [B, K, D] (a slot VAE's latents [B, K, Z]) and their attention [B, K, N] -> decoded,
+        alpha-composited output; frames and the mask prior come from the attention."""
         image_size = tuple(image_size)
         frames = self.frames(attention, image_size)
         prior = (log_attention_map(attention, self.feature_grid(image_size), image_size)
                  if self.mask_prior == "attention" else None)
-        reconstruction, masks, slot_rgb = composite(
-            self.decoder(slots if decoder_inputs is None else decoder_inputs, frames), prior)
+        reconstruction, masks, slot_rgb = composite(self.decoder(slots, frames), prior)
         unmerged = None
         if self.merge_duplicates is not None and not self.training:
             unmerged, masks = masks, merge_duplicate_masks(masks, self.merge_duplicates)

@@ -52,7 +52,7 @@ def test_restarting_from_drawn_places_would_break_the_correspondence():
     """The control for the test above: the same slots restarted at fresh random positions end elsewhere."""
     model, frame = tiny_model(**DISCOVERY_OPTIONS).eval(), images()
     with torch.no_grad():
-        encoded = model.features(frame)
+        encoded = model.encode(frame)
         start, attention = model.attend(encoded, generator=torch.Generator().manual_seed(1))
         kept, _ = model.attend(encoded, initial_slots=start,
                                initial_frames=model.attention_frames(attention, model.resolution))
@@ -77,7 +77,7 @@ def test_hungarian_correspondence_keeps_each_slot_with_its_own_attention():
     with torch.no_grad():
         _, slots1 = correspond(model, frame0, frame1, "hungarian", generator=torch.Generator().manual_seed(3))
         replay = torch.Generator().manual_seed(3)  # the same draws: frame 0's slots first, then frame 1's
-        model.attend(model.features(frame0), generator=replay)
+        model.attend(model.encode(frame0), generator=replay)
         own = model(frame1, generator=replay)
         matched = model.render(slots1.mu, slots1.attention)
         unmatched = model.render(slots1.mu, own.attention)
@@ -199,7 +199,7 @@ def test_bad_pairs_and_settings_are_refused():
         model(images(), initial_slots=torch.zeros(3, 4, 8))
     with pytest.raises(ValueError, match=r"initial frames must be \[B, K, 2\]"):
         framed = tiny_model(**DISCOVERY_OPTIONS)
-        encoded = framed.features(images())
+        encoded = framed.encode(images())
         _, attention = framed.attend(encoded)
         framed.attend(encoded, num_slots=4, initial_frames=framed.attention_frames(attention[:, :3], (16, 16)))
 

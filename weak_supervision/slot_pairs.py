@@ -89,7 +89,7 @@ def correspond(model: SlotVAE, frame0: torch.Tensor, frame1: torch.Tensor, corre
     shared). "hungarian": both frames from independent random slots, matched afterwards by `match_slots`;
     "init_hungarian": "init" followed by that matching.
     """
-    encoded = model.features(torch.cat([frame0, frame1]))
+    encoded = model.encode(torch.cat([frame0, frame1]))
     encoded0, encoded1 = encoded[: len(frame0)], encoded[len(frame0):]
     if correspondence in ("init", "init_hungarian"):
         start, attention = model.attend(encoded0, num_slots, generator=generator)

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from slots.frames import SlotFrames
-from slots.model import EncodedImages, SlotAutoencoder, SlotAutoencoderOutput
+from slots.model import SlotAutoencoder, SlotAutoencoderOutput
 
 
 @dataclass
@@ -57,26 +56,11 @@ class SlotVAE(SlotAutoencoder):
         head.weight[self.latent_dim:].mul_(0.1)
         head.bias[self.latent_dim:].fill_(initial_logvar)
 
-    def features(self, images: torch.Tensor) -> EncodedImages:
-        """What Slot Attention reads; computed once when a frame is attended to twice."""
-        return self.encode(images)
-
-    def attend(self, encoded: EncodedImages, num_slots: int | None = None, num_iterations: int | None = None,
-               generator: torch.Generator | None = None, initial_slots: torch.Tensor | None = None,
-               initial_frames: SlotFrames | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(slot states [B, K, D], attention [B, K, N]); starts from `initial_slots` (and, with invariant
-        attention, `initial_frames`) when given, else from fresh draws of the learned Gaussian."""
-        iterations = self.num_iterations if num_iterations is None else num_iterations
-        if initial_slots is None:
-            initial_slots = self.slot_init(len(encoded), self.num_slots if num_slots is None else num_slots,
-                                           generator)
-        return self.bind(encoded, initial_slots, iterations, generator, initial_frames)
-
     def infer_slots(self, images: torch.Tensor, num_slots: int | None = None, num_iterations: int | None = None,
                     generator: torch.Generator | None = None, initial_slots: torch.Tensor | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode and attend: (slot states [B, K, D], attention [B, K, N])."""
-        return self.attend(self.features(images), num_slots, num_iterations, generator, initial_slots)
+        return self.attend(self.encode(images), num_slots, num_iterations, generator, initial_slots)
 
     def posterior(self, slot_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, logvar), each [B, K, Z]."""
@@ -86,7 +70,7 @@ class SlotVAE(SlotAutoencoder):
     def render(self, latents: torch.Tensor, attention: torch.Tensor) -> SlotAutoencoderOutput:
         """Latents [B, K, Z] with the attention [B, K, N] they came from (frames and mask prior) -> the
         composited image, masks (softmax of alphas over slots) and per-slot RGB."""
-        return self.decode_slots(latents, attention, self.resolution, decoder_inputs=latents)
+        return self.decode_slots(latents, attention, self.resolution)
 
     def forward(self, images: torch.Tensor, num_slots: int | None = None, num_iterations: int | None = None,
                 generator: torch.Generator | None = None, initial_slots: torch.Tensor | None = None
