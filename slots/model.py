@@ -135,6 +135,8 @@ class SlotAutoencoder(nn.Module):
         if mask_prior not in MASK_PRIORS:
             raise ValueError(f"mask_prior must be one of {MASK_PRIORS}, got {mask_prior!r}")
         self.mask_prior = mask_prior
+        if mask_prior == "attention":  # a buffer, so a run that fades the prior out (weak_slots) saves how far
+            self.register_buffer("mask_prior_weight", torch.ones(()))
         if merge_duplicates is not None and not 0 < merge_duplicates < 1:
             raise ValueError(f"merge_duplicates must be a cosine threshold in (0, 1) or None, got {merge_duplicates}")
         self.merge_duplicates = merge_duplicates
@@ -215,7 +217,7 @@ class SlotAutoencoder(nn.Module):
         alpha-composited output; frames and the mask prior come from the attention."""
         image_size = tuple(image_size)
         frames = self.frames(attention, image_size)
-        prior = (log_attention_map(attention, self.feature_grid(image_size), image_size)
+        prior = (self.mask_prior_weight * log_attention_map(attention, self.feature_grid(image_size), image_size)
                  if self.mask_prior == "attention" else None)
         reconstruction, masks, slot_rgb = composite(self.decoder(slots, frames), prior)
         unmerged = None

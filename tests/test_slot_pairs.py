@@ -187,6 +187,50 @@ def test_warmup_schedule_of_the_task():
     assert task().warmup(0) == 1.0
 
 
+def test_mask_prior_fade_schedule_sets_the_model_weight_and_is_checked():
+    from training.config import ConfigError, build_config, parse_override
+    from training.tasks.weak_slots import WeakSlotsTask
+
+    def task(*overrides: str) -> WeakSlotsTask:
+        return WeakSlotsTask(build_config([{"task": "weak_slots"}, *map(parse_override, overrides)]))
+
+    fading = task("model.mask_prior=attention", "weak_slots.mask_prior_fade_start=100",
+                  "weak_slots.mask_prior_fade_steps=200")
+    assert [fading.mask_prior_weight(step) for step in (0, 100, 200, 300, 900)] == [1.0, 1.0, 0.5, 0.0, 0.0]
+    model = tiny_model(**DISCOVERY_OPTIONS)
+    batch = {"frame0": images(batch=2), "frame1": images(batch=2, seed=1)}
+    fading.training_loss(model, batch, 200, torch.device("cpu"))
+    assert float(model.mask_prior_weight) == 0.5
+    assert "mask_prior_weight" in model.state_dict()  # a checkpoint keeps how far the prior has faded
+    with pytest.raises(ConfigError, match="needs model.mask_prior=attention"):
+        task("weak_slots.mask_prior_fade_steps=10")
+    with pytest.raises(ConfigError, match="must be >= 0"):
+        task("model.mask_prior=attention", "weak_slots.mask_prior_fade_start=-1")
+
+
+def test_a_faded_mask_prior_leaves_the_decoder_alone_and_a_half_faded_one_scales_the_log_attention():
+    """At weight 0 the masks are the decoder's own (the same weights without a prior give the same output);
+    in between the log attention is added scaled by the weight."""
+    from slots.model import composite, log_attention_map
+
+    options = {key: value for key, value in DISCOVERY_OPTIONS.items() if key != "merge_duplicates"}
+    with_prior, without = tiny_model(**options).eval(), tiny_model(**{**options, "mask_prior": "none"}).eval()
+    frame = images()
+    with torch.no_grad():
+        states, attention = with_prior.infer_slots(frame, generator=torch.Generator().manual_seed(5))
+        latents = with_prior.posterior(states)[0]
+        full = with_prior.render(latents, attention)
+        with_prior.mask_prior_weight.fill_(0.0)
+        faded = with_prior.render(latents, attention)
+        torch.testing.assert_close(faded.masks, without.render(latents, attention).masks)
+        assert (faded.masks - full.masks).abs().max() > 1e-3
+        with_prior.mask_prior_weight.fill_(0.5)
+        half = with_prior.render(latents, attention)
+        decoded = with_prior.decoder(latents, with_prior.frames(attention, (16, 16)))
+        prior = log_attention_map(attention, with_prior.feature_grid((16, 16)), (16, 16))
+        torch.testing.assert_close(half.masks, composite(decoded, 0.5 * prior)[1])
+
+
 def test_bad_pairs_and_settings_are_refused():
     model = tiny_model()
     with pytest.raises(ValueError, match="differ in shape"):

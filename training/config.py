@@ -171,6 +171,11 @@ class WeakSlotsConfig:
     warmup_start: int = 0  # steps without noise and KL (a deterministic autoencoder) before the warm-up
     warmup_steps: int = 0  # then beta and the sampling noise rise linearly from 0 over these steps
     correspondence: str = "init"  # init | init_hungarian | hungarian: how frame 1's slots follow frame 0's
+    # with model.mask_prior=attention: the prior's weight falls linearly from 1 to 0 over `mask_prior_fade_steps`
+    # steps from `mask_prior_fade_start` (0 steps: it stays), so that the decoder must draw the silhouettes
+    # from the latents once the slots have bound
+    mask_prior_fade_start: int = 0
+    mask_prior_fade_steps: int = 0
     share_floor: float = 0.1  # nats: a dimension this close in a slot pair is always shared (0: the paper's rule)
     recon_sigma: float = 0.1  # pixel std of the Gaussian likelihood (images in [-1, 1])
     object_metrics: list = field(default_factory=lambda: ["dci", "mig", "sap", "modularity"])

@@ -37,12 +37,20 @@ class WeakSlotsTask(DiscoveryTask):
                                              share_floor=options.share_floor, recon_sigma=options.recon_sigma)
         except ValueError as error:
             raise ConfigError(f"weak_slots: {error}") from None
+        fade = (options.mask_prior_fade_start, options.mask_prior_fade_steps)
+        if min(fade) < 0:
+            raise ConfigError(f"weak_slots.mask_prior_fade_start and mask_prior_fade_steps must be >= 0, got {fade}")
+        if options.mask_prior_fade_steps > 0 and config.model.mask_prior != "attention":
+            raise ConfigError("weak_slots.mask_prior_fade_steps fades the attention mask prior out; it needs "
+                              f"model.mask_prior=attention, got {config.model.mask_prior!r}")
 
     def build_model(self) -> nn.Module:
         return build_slot_vae(self.config)
 
     def training_loss(self, model: nn.Module, batch: dict, step: int, device: torch.device
                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if self.config.weak_slots.mask_prior_fade_steps > 0:
+            model.mask_prior_weight.fill_(self.mask_prior_weight(step))
         return slot_pair_loss(model, batch["frame0"].to(device), batch["frame1"].to(device), self.settings,
                               warmup=self.warmup(step))
 
@@ -53,6 +61,11 @@ class WeakSlotsTask(DiscoveryTask):
         if step < start:
             return 0.0
         return 1.0 if steps <= 0 else min(1.0, (step - start) / steps)
+
+    def mask_prior_weight(self, step: int) -> float:
+        """1 up to `mask_prior_fade_start`, then falling linearly to 0 over `mask_prior_fade_steps`."""
+        start, steps = self.config.weak_slots.mask_prior_fade_start, self.config.weak_slots.mask_prior_fade_steps
+        return 1.0 - min(1.0, max(0, step - start) / steps)
 
     def report(self, model: nn.Module, run_dir: Path, eval_urls: list[str], summary: dict) -> dict:
         metrics = super().report(model, run_dir, eval_urls, summary)
