@@ -1,4 +1,5 @@
-"""Learning-rate schedule of the Slot Attention paper: linear warmup, then exponential decay."""
+"""Schedules: the Slot Attention paper's learning rate (linear warmup, then exponential decay) and the linear
+ramp that loss weights follow."""
 from __future__ import annotations
 
 import torch
@@ -14,3 +15,10 @@ def warmup_exponential_decay(
         return warmup * 0.5 ** (step / decay_steps)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def linear_ramp(step: int, start: int, steps: int) -> float:
+    """0 before `start`, then rising linearly to 1 over `steps` steps (at once when `steps` <= 0)."""
+    if step < start:
+        return 0.0
+    return 1.0 if steps <= 0 else min(1.0, (step - start) / steps)

@@ -12,6 +12,7 @@ from torch import nn
 
 from eval.per_object import run_object_scores
 from training.config import ConfigError, RunConfig
+from training.schedule import linear_ramp
 from training.tasks.discovery import DiscoveryTask
 from weak_supervision.slot_pairs import SlotPairSettings, slot_pair_loss
 from weak_supervision.slot_vae import SlotVAE
@@ -57,15 +58,14 @@ class WeakSlotsTask(DiscoveryTask):
     def warmup(self, step: int) -> float:
         """The fraction of beta and of the sampling noise applied at `step`: 0 (a deterministic autoencoder
         of the posterior means) up to `warmup_start`, then rising linearly to 1 over `warmup_steps`."""
-        start, steps = self.config.weak_slots.warmup_start, self.config.weak_slots.warmup_steps
-        if step < start:
-            return 0.0
-        return 1.0 if steps <= 0 else min(1.0, (step - start) / steps)
+        return linear_ramp(step, self.config.weak_slots.warmup_start, self.config.weak_slots.warmup_steps)
 
     def mask_prior_weight(self, step: int) -> float:
-        """1 up to `mask_prior_fade_start`, then falling linearly to 0 over `mask_prior_fade_steps`."""
-        start, steps = self.config.weak_slots.mask_prior_fade_start, self.config.weak_slots.mask_prior_fade_steps
-        return 1.0 - min(1.0, max(0, step - start) / steps)
+        """1 up to `mask_prior_fade_start`, then falling linearly to 0 over `mask_prior_fade_steps` (0: stays 1)."""
+        options = self.config.weak_slots
+        if options.mask_prior_fade_steps <= 0:
+            return 1.0
+        return 1.0 - linear_ramp(step, options.mask_prior_fade_start, options.mask_prior_fade_steps)
 
     def report(self, model: nn.Module, run_dir: Path, eval_urls: list[str], summary: dict) -> dict:
         metrics = super().report(model, run_dir, eval_urls, summary)
