@@ -4,7 +4,10 @@ that object's true factors) with the same metrics as the single-object VAEs.
 Runs of task weak_slots are scored at the end of training; any slot run (the plain autoencoder too) can be
 scored afterwards, merged into its metrics.json:
 
-    python -m eval.per_object --run runs/<name> [--max-images 500]
+    python -m eval.per_object --run runs/<name> [--max-images 500] [--vector-only] [--readout]
+
+`--readout` adds, per true factor, how well DCI's classifier reads it and whether from the slot vector or
+from the slot's frame: where a score comes from, not only how high it is.
 
 Defined behaviour for the awkward cases (each tested):
 - more objects than slots: the Hungarian matching pairs min(K, M) of them; the rest are counted in
@@ -17,6 +20,7 @@ Defined behaviour for the awkward cases (each tested):
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -177,6 +181,51 @@ def split_points(points: ObjectPoints, train_fraction: float) -> tuple[ObjectPoi
     return parts[0], parts[1]
 
 
+def code_names(vector_dim: int, representation_dim: int) -> list[str]:
+    """Names of the representation's entries: the slot vector's `z0..`, then the frame's (when present)."""
+    frame = ["frame_x", "frame_y", "frame_scale_x", "frame_scale_y"]
+    if representation_dim not in (vector_dim, vector_dim + len(frame)):
+        raise ValueError(f"a representation of {representation_dim} entries is neither the {vector_dim}-entry "
+                         f"slot vector nor the vector with its {len(frame)} frame entries")
+    return [f"z{i}" for i in range(vector_dim)] + frame[: representation_dim - vector_dim]
+
+
+def factor_readout(train: ObjectPoints, test: ObjectPoints, names: list[str], seed: int = 0,
+                   importance_model: str = "random_forest") -> list[dict]:
+    """Per true factor: how well DCI's classifier reads it from the representation (test accuracy against
+    always guessing the most common value), which share of its importance lies on the frame entries, and
+    its most important entry: which factors a slot holds, and where."""
+    from eval.disentanglement import factor_importance
+
+    train_reps, train_factors = train.arrays()
+    test_reps, test_factors = test.arrays()
+    if len(names) != train_reps.shape[1]:
+        raise ValueError(f"{len(names)} code names for {train_reps.shape[1]} representation entries")
+    importance, _, test_accuracy = factor_importance(train_reps, train_factors, test_reps, test_factors,
+                                                     importance_model, np.random.default_rng(seed))
+    frame = np.array([name.startswith("frame_") for name in names])
+    rows = []
+    for k, factor in enumerate(train.factor_names or [f"factor{k}" for k in range(train_factors.shape[1])]):
+        column = importance[:, k]
+        majority = np.bincount(train_factors[:, k].astype(np.int64)).argmax()
+        rows.append({
+            "factor": factor,
+            "test_accuracy": float(test_accuracy[k]),
+            "majority_accuracy": float(np.mean(test_factors[:, k] == majority)),
+            "frame_share": float(column[frame].sum() / max(column.sum(), 1e-12)),
+            "top_code": names[int(column.argmax())],
+        })
+    return rows
+
+
+def format_readout(rows: list[dict]) -> str:
+    """The readout as a plain-text table."""
+    lines = [f"{'factor':<14} {'test acc':>9} {'majority':>9} {'frame share':>12}  top code"]
+    lines += [f"{r['factor']:<14} {r['test_accuracy']:>9.3f} {r['majority_accuracy']:>9.3f} "
+              f"{r['frame_share']:>12.3f}  {r['top_code']}" for r in rows]
+    return "\n".join(lines)
+
+
 def per_object_scores(model: torch.nn.Module, batches: Iterable[dict], num_slots: int, seed: int = 0,
                       max_images: int | None = None, train_fraction: float = 2 / 3,
                       metrics: Iterable[str] = PER_OBJECT_METRICS, dci_importance_model: str = "random_forest",
@@ -204,6 +253,23 @@ def run_object_scores(model: torch.nn.Module, config, eval_urls: list[str], max_
                              dci_importance_model=options.dci_importance_model, with_frame=with_frame)
 
 
+def run_object_readout(model: torch.nn.Module, config, eval_urls: list[str], max_images: int | None = None,
+                       with_frame: bool = True) -> list[dict]:
+    """`factor_readout` of a run's model on its eval split, with the same points and split as its scores."""
+    from data import eval_batches
+
+    options = config.weak_slots
+    batches = eval_batches(eval_urls, config.eval.batch_size, config.data.resolution)
+    points = collect_points(model, batches, config.model.num_slots, frames=(0, 1), seed=options.metric_seed,
+                            max_images=max_images, with_frame=with_frame)
+    train, test = split_points(points, 2 / 3)
+    dim = train.arrays()[0].shape[1]
+    has_frame = with_frame and config.model.slot_frames != "none"
+    names = code_names(dim - 4 if has_frame else dim, dim)
+    return factor_readout(train, test, names, seed=options.metric_seed,
+                          importance_model=options.dci_importance_model)
+
+
 def main(argv: list[str] | None = None) -> int:
     from eval.run_loading import load_trained_run, merge_metrics, positive_int
     from training.build import dataset_urls
@@ -215,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-images", type=positive_int, help="use the first N eval pairs only")
     parser.add_argument("--vector-only", action="store_true",
                         help="score the slot vectors without their frames; written as object_vector_* keys")
+    parser.add_argument("--readout", action="store_true",
+                        help="also print, per true factor, how well it is read from the slots and whether from "
+                             "the vector or the frame; written to object_readout[_vector].json in the run")
     args = parser.parse_args(argv)
 
     from eval.disentanglement import MetricInputError
@@ -224,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         _, eval_urls, _ = dataset_urls(trained.config, progress=False)
         scores = run_object_scores(trained.model, trained.config, eval_urls, args.max_images,
                                    with_frame=not args.vector_only)
+        readout = run_object_readout(trained.model, trained.config, eval_urls, args.max_images,
+                                     with_frame=not args.vector_only) if args.readout else None
     except (ConfigError, DataError, FileNotFoundError, MetricInputError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -232,6 +303,11 @@ def main(argv: list[str] | None = None) -> int:
     metrics_path = merge_metrics(args.run, scores)
     print("\n".join(f"{key:<34} {value:.4f}" for key, value in scores.items()))
     print(f"checkpoint {trained.checkpoint}; merged into {metrics_path}")
+    if readout is not None:
+        readout_path = args.run / ("object_readout_vector.json" if args.vector_only else "object_readout.json")
+        readout_path.write_text(json.dumps(readout, indent=2))
+        print(f"\nper-factor readout (DCI's classifiers, fitted on 2/3 of the matched objects):\n"
+              f"{format_readout(readout)}\nwritten to {readout_path}")
     return 0
 
 

@@ -357,6 +357,35 @@ def test_per_object_scores_on_synthetic_latents():
     assert exact["object_matched_fraction"] == 1.0
 
 
+def test_factor_readout_says_which_factor_is_read_and_from_where():
+    """Factor a is the frame's x, factor b vector entry 1, factor c is noise: the readout must tell them apart."""
+    from eval.per_object import code_names, factor_readout, format_readout
+
+    rng = np.random.default_rng(0)
+    factors = rng.integers(0, 4, size=(900, 3))
+    vector = rng.standard_normal((900, 3))
+    vector[:, 1] = factors[:, 1] + 0.05 * rng.standard_normal(900)
+    frame = rng.standard_normal((900, 4))
+    frame[:, 0] = factors[:, 0] + 0.05 * rng.standard_normal(900)
+    reps = np.concatenate([vector, frame], axis=1)
+
+    def points(rows: slice) -> ObjectPoints:
+        result = ObjectPoints(factor_names=("a", "b", "c"))
+        result.representations, result.factors = [reps[rows]], [factors[rows]]
+        return result
+
+    names = code_names(3, 7)
+    assert names == ["z0", "z1", "z2", "frame_x", "frame_y", "frame_scale_x", "frame_scale_y"]
+    rows = {row["factor"]: row for row in factor_readout(points(slice(0, 600)), points(slice(600, 900)), names)}
+    assert rows["a"]["test_accuracy"] > 0.95 and rows["a"]["frame_share"] > 0.8 and rows["a"]["top_code"] == "frame_x"
+    assert rows["b"]["test_accuracy"] > 0.95 and rows["b"]["frame_share"] < 0.2 and rows["b"]["top_code"] == "z1"
+    assert rows["c"]["test_accuracy"] < rows["c"]["majority_accuracy"] + 0.08  # noise reads no better than guessing
+    assert 0.2 < rows["c"]["majority_accuracy"] < 0.35  # four roughly balanced values
+    assert "frame_x" in format_readout(list(rows.values())).splitlines()[1]
+    with pytest.raises(ValueError, match="a representation of 5 entries is neither the 3-entry slot vector"):
+        code_names(3, 5)
+
+
 # --- the task and the comparison -----------------------------------------------------------------------
 
 SMOKE_SIZES = ["data.resolution=16", "data.num_train=64", "data.num_eval=32", "data.pairs_per_shard=4",
@@ -384,6 +413,15 @@ def test_weak_slots_comparison_end_to_end(tmp_path):
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert [row["model"] for row in rows] == ["autoencoder", "slot_vae", "ada_gvae"]
     assert "undecided" in (out / "results.md").read_text() and (out / "results.png").is_file()
+    from eval.per_object import main as per_object  # the readout of a finished run, from the command line
+
+    run = out / "runs" / "ada_gvae-seed0"
+    assert per_object(["--run", str(run), "--readout", "--max-images", "16"]) == 0
+    readout = json.loads((run / "object_readout.json").read_text())
+    assert {"colour", "shape", "x", "y"} <= {row["factor"] for row in readout}
+    names = {f"z{i}" for i in range(16)} | {"frame_x", "frame_y", "frame_scale_x", "frame_scale_y"}
+    assert all(0.0 <= row["test_accuracy"] <= 1.0 and 0.0 <= row["frame_share"] <= 1.0 and row["top_code"] in names
+               for row in readout)
     with pytest.raises(SystemExit, match="train.max_steps differ"):  # finished runs are reused only as trained
         study(["--out", str(out), "--seeds", "0", f"data.root={tmp_path / 'data'}", *SMOKE_SIZES,
                "train.max_steps=5"])

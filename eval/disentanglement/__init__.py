@@ -11,7 +11,7 @@ from eval.disentanglement.beta_vae import (
     beta_vae_features,
     beta_vae_score,
 )
-from eval.disentanglement.dci import IMPORTANCE_MODELS, dci, dci_from_importance, importance_matrix
+from eval.disentanglement.dci import IMPORTANCE_MODELS, dci, dci_from_importance, factor_importance, importance_matrix
 from eval.disentanglement.errors import MetricInputError
 from eval.disentanglement.evaluate import (
     ALL_METRICS,
@@ -70,6 +70,7 @@ __all__ = [
     "evaluate_all",
     "evaluate_arrays",
     "explicitness",
+    "factor_importance",
     "factor_vae_accuracy",
     "factor_vae_batch_factors",
     "factor_vae_score",

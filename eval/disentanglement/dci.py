@@ -61,7 +61,7 @@ def make_importance_model(importance_model: str, seed: int):
     raise MetricInputError(f"unknown importance_model {importance_model!r}; choose one of {IMPORTANCE_MODELS}")
 
 
-def importance_matrix(
+def factor_importance(
     train_reps: np.ndarray,
     train_factors: np.ndarray,
     test_reps: np.ndarray,
@@ -69,8 +69,9 @@ def importance_matrix(
     importance_model: str = "gbt",
     rng: np.random.Generator | None = None,
     progress: bool = False,
-) -> tuple[np.ndarray, float, float]:
-    """(R [num_codes, num_factors], mean train accuracy, mean test accuracy), one classifier per factor."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(R [num_codes, num_factors], train accuracy [num_factors], test accuracy [num_factors]): one
+    classifier per factor, kept per factor so a caller can say which factor a representation fails to hold."""
     xtr, ytr, xte, yte = check_train_test(train_reps, train_factors, test_reps, test_factors)
     rng = check_rng(rng)
     if importance_model not in IMPORTANCE_MODELS:
@@ -90,6 +91,21 @@ def importance_matrix(
             r[:, k] = np.abs(model.feature_importances_)
             train_acc[k] = np.mean(model.predict(xtr) == ytr[:, k])
             test_acc[k] = np.mean(model.predict(xte) == yte[:, k])
+    return r, train_acc, test_acc
+
+
+def importance_matrix(
+    train_reps: np.ndarray,
+    train_factors: np.ndarray,
+    test_reps: np.ndarray,
+    test_factors: np.ndarray,
+    importance_model: str = "gbt",
+    rng: np.random.Generator | None = None,
+    progress: bool = False,
+) -> tuple[np.ndarray, float, float]:
+    """(R [num_codes, num_factors], mean train accuracy, mean test accuracy), one classifier per factor."""
+    r, train_acc, test_acc = factor_importance(train_reps, train_factors, test_reps, test_factors,
+                                               importance_model, rng, progress)
     return r, float(train_acc.mean()), float(test_acc.mean())
 
 
