@@ -52,9 +52,9 @@ class SetPredictionOutput:
     predictions: torch.Tensor  # [B, K, P]
     logits: torch.Tensor  # [B, K, P]
     slots: torch.Tensor  # [B, K, D]
-    attention: torch.Tensor  # [B, K, N], softmax over slots, N = the feature grid
-    grid_size: tuple[int, int]  # (height, width) of the feature grid
-    geometry: torch.Tensor  # [B, K, 6]: `attention_geometry` of the attention (mass, centroid, covariance)
+    attention: torch.Tensor  # [B, K, N], softmax over slots: the map the head read (`head_masks`)
+    grid_size: tuple[int, int]  # (height, width) of that map: the feature grid, or the image for decoder masks
+    geometry: torch.Tensor  # [B, K, 6]: `attention_geometry` of that map (mass, centroid, covariance)
     reconstruction: torch.Tensor | None = None  # [B, 3, H, W] from the autoencoder, when the slots come from one
 
 
@@ -93,10 +93,15 @@ class SlotSetPredictor(nn.Module):
         glimpse_size: int = 0,
         glimpse_channels: int = 32,
         autoencoder: nn.Module | None = None,
+        head_masks: str = "attention",
     ) -> None:
         super().__init__()
         if num_slots < 1:
             raise ValueError(f"num_slots must be >= 1, got {num_slots}")
+        if head_masks not in ("attention", "decoder"):
+            raise ValueError(f"head_masks must be 'attention' or 'decoder', got {head_masks!r}")
+        if head_masks == "decoder" and autoencoder is None:
+            raise ValueError("head_masks='decoder' needs an autoencoder: only it has decoder masks")
         if num_coordinates < 0 or any(size < 1 for size in class_sizes):
             raise ValueError(f"need num_coordinates >= 0 and class sizes >= 1, got {num_coordinates}, {class_sizes}")
         self.num_slots = num_slots
@@ -105,6 +110,7 @@ class SlotSetPredictor(nn.Module):
         self.class_sizes = tuple(int(size) for size in class_sizes)
         self.property_dim = num_coordinates + sum(self.class_sizes) + 1
         self.autoencoder = autoencoder
+        self.head_masks = head_masks
         if autoencoder is None:
             self.encoder = CNNEncoder(encoder_channels, encoder_layers, encoder_kernel, strides=encoder_strides)
             self.input_skip = nn.Linear(3, encoder_channels) if input_skip else None
@@ -138,6 +144,8 @@ class SlotSetPredictor(nn.Module):
             decoded = self.autoencoder(images, num_slots, num_iterations, generator, initial_slots=initial_slots)
             slots, attention, reconstruction = decoded.slots, decoded.attention, decoded.reconstruction
             height, width = self.autoencoder.feature_grid(images.shape[-2:])
+            # the masks as trained (duplicate merging, an eval-time option, would leave slots without theirs)
+            masks = decoded.masks if decoded.unmerged_masks is None else decoded.unmerged_masks
         else:
             features = self.encoder(images)
             height, width = self.encoder.grid_size(*images.shape[-2:])
@@ -147,18 +155,21 @@ class SlotSetPredictor(nn.Module):
             if initial_slots is None:
                 initial_slots = self.slot_init(images.shape[0], num_slots, generator)
             slots, attention = self.slot_attention(features, initial_slots, num_iterations)
-        geometry = attention_geometry(attention, height, width)
+        head_map = attention
+        if self.head_masks == "decoder":
+            head_map, (height, width) = rearrange(masks, "b k h w -> b k (h w)"), masks.shape[-2:]
+        geometry = attention_geometry(head_map, height, width)
         head_inputs = [slots, geometry] if self.slot_geometry else [slots]
         centres = geometry[..., 1:3]
         if self.glimpse is not None:
-            head_inputs.append(self.glimpse(images, attention, centres, (height, width)))
+            head_inputs.append(self.glimpse(images, head_map, centres, (height, width)))
             # the glimpse sees the object's offset from the window's centre pixel, so correct from there
             centres = window_centres(centres, images.shape[-2:], (height, width))
         logits = self.head(torch.cat(head_inputs, dim=-1))
         if self.centroid_proj is not None:
             coordinates = logits[..., : self.num_coordinates] + self.centroid_proj(centres)
             logits = torch.cat([coordinates, logits[..., self.num_coordinates:]], dim=-1)
-        return SetPredictionOutput(self.to_properties(logits), logits, slots, attention, (height, width), geometry,
+        return SetPredictionOutput(self.to_properties(logits), logits, slots, head_map, (height, width), geometry,
                                    reconstruction)
 
     def to_properties(self, logits: torch.Tensor) -> torch.Tensor:

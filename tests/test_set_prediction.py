@@ -399,8 +399,8 @@ def test_slot_and_iteration_counts_change_at_call_time():
 
 TINY = ("data.resolution=16", "data.num_train=64", "data.num_eval=16", "data.pairs_per_shard=4",
         "data.shuffle_buffer=16", "model.slot_dim=16", "model.mlp_hidden_dim=32", "model.encoder_channels=8",
-        "model.encoder_layers=2", "model.encoder_kernel=3", "set_prediction.encoder_strides=[1, 2]",
-        "set_prediction.head_hidden_dim=16", "train.batch_size=4", "train.max_steps=4", "train.warmup_steps=2",
+        "model.encoder_layers=2", "model.encoder_kernel=3", "model.decoder_channels=8", "model.decoder_kernel=3",
+        "set_prediction.head_hidden_dim=16", "set_prediction.glimpse_size=7", "train.batch_size=4", "train.max_steps=4", "train.warmup_steps=2",
         "train.batches_per_epoch=4", "train.log_every=1", "train.eval_every=2", "train.eval_images=8",
         "train.checkpoint_every=4", "eval.sweep_slots=[2, 4, 6]")
 
@@ -418,7 +418,7 @@ def test_preset_runs_end_to_end_and_reports_ap_with_a_slot_sweep(tmp_path, capsy
                 "eval_images", "eval_objects", "property_layout", "distance_unit", "slot_sweep"):
         assert key in metrics, key
     assert metrics["steps"] == 4 and metrics["eval_images"] == 32 and metrics["eval_objects"] >= 64
-    assert [row["num_slots"] for row in metrics["slot_sweep"]] == [2, 4, 5, 6]
+    assert [row["num_slots"] for row in metrics["slot_sweep"]] == [2, 4, 6, 7]  # the sweep plus the training count
     assert all(0.0 <= row[key] <= 1.0 for row in metrics["slot_sweep"] for key in AP_KEYS)
     evaluations = [json.loads(line) for line in (run_dir / "eval_log.jsonl").read_text().splitlines()]
     assert [e["step"] for e in evaluations] == [2, 4] and all("ap_inf" in e for e in evaluations)
@@ -440,7 +440,8 @@ def test_preset_runs_end_to_end_and_reports_ap_with_a_slot_sweep(tmp_path, capsy
     ("model.num_slots=3", "set prediction needs model.num_slots >= 4"),
     ("set_prediction.discrete_factors=[size]", "factor 'size' is not produced by the data"),
     ("set_prediction.object_weight=-1", "set_prediction.object_weight must be >= 0, got -1"),
-    ("set_prediction.encoder_strides=[2]", "set_prediction.encoder_strides needs one stride per encoder layer (2)"),
+    ("set_prediction.encoder_strides=[2]", "set_prediction.encoder_strides is for the predictor's own encoder"),
+    ("set_prediction.head_masks=alpha", "set_prediction.head_masks must be 'attention' or 'decoder', got 'alpha'"),
     ("set_prediction.glimpse_size=3", "set_prediction.glimpse_size must be 0 (off) or >= 4 pixels, got 3"),
 ])
 def test_bad_set_prediction_config_fails_with_one_line(tmp_path, capsys, override, message):
@@ -449,11 +450,22 @@ def test_bad_set_prediction_config_fails_with_one_line(tmp_path, capsys, overrid
     assert message in err and len(err.splitlines()) == 1, err
 
 
+def test_own_encoder_strides_must_name_every_layer():
+    from training.config import ConfigError, build_config, parse_override
+    from training.tasks.set_prediction import SetPredictionTask
+
+    config = build_config([{"task": "set_prediction"}, parse_override("set_prediction.encoder_strides=[2]")])
+    with pytest.raises(ConfigError, match=re.escape("set_prediction.encoder_strides needs one stride per encoder "
+                                                    "layer (4)")):
+        SetPredictionTask(config)
+
+
 def test_matching_benchmark_prints_the_overhead_table(capsys):
     from bench import set_prediction as bench
 
     bench.main(["--steps", "1", "--rounds", "1", "data.resolution=16", "model.encoder_channels=8",
-                "model.encoder_layers=2", "set_prediction.encoder_strides=[1, 2]", "train.batch_size=2"])
+                "model.encoder_layers=2", "model.decoder_channels=8", "set_prediction.glimpse_size=7",
+                "train.batch_size=2"])
     out = capsys.readouterr().out
     assert "| training step, Hungarian-matched loss |" in out
     overhead = float(out.split("matching overhead:")[1].split("%")[0])
@@ -471,10 +483,10 @@ def test_the_official_configuration_runs_through_the_task():
                  "set_prediction.segmentation_weight=0", "set_prediction.coordinate_weight=1",
                  "set_prediction.head_hidden_dim=64", "model.encoder_channels=8", "model.encoder_layers=2",
                  "set_prediction.encoder_strides=[1, 2]", "train.batch_size=2"]
-    config = build_config([load_yaml(preset_path("set_prediction"))] + [parse_override(o) for o in overrides])
+    config = build_config([load_yaml(preset_path("set_prediction_attention"))] + [parse_override(o) for o in overrides])
     task = SetPredictionTask(config)
     model = task.build_model()
-    assert model.input_skip is None and model.centroid_proj is None and model.glimpse is None
+    assert model.autoencoder is None and model.input_skip is None and model.centroid_proj is None and model.glimpse is None
     assert model.head[0].in_features == 64
     batch = {"frame0": torch.rand(2, 3, 32, 32) * 2 - 1, "frame1": torch.rand(2, 3, 32, 32) * 2 - 1,
              "factors": synthetic_factors(task, 2, seed=0)}
@@ -520,14 +532,13 @@ def test_object_examples_have_one_row_per_object_with_its_factors():
 
 def test_compactness_weight_adds_its_part_to_the_training_loss():
     from bench.set_prediction import synthetic_factors
-    from training.config import build_config, load_yaml, parse_override, preset_path
+    from training.config import build_config, parse_override
     from training.tasks.set_prediction import SetPredictionTask
 
     def step(weight: float) -> dict:
         overrides = [f"set_prediction.compactness_weight={weight}", "model.encoder_channels=8",
                      "model.encoder_layers=2", "set_prediction.encoder_strides=[1, 2]", "train.batch_size=2"]
-        task = SetPredictionTask(build_config([load_yaml(preset_path("set_prediction"))]
-                                              + [parse_override(o) for o in overrides]))
+        task = SetPredictionTask(build_config([{"task": "set_prediction"}] + [parse_override(o) for o in overrides]))
         torch.manual_seed(0)
         model = task.build_model()
         batch = {"frame0": torch.rand(2, 3, 32, 32) * 2 - 1, "frame1": torch.rand(2, 3, 32, 32) * 2 - 1,
@@ -541,11 +552,12 @@ def test_compactness_weight_adds_its_part_to_the_training_loss():
 
 # --- slots from the object-discovery autoencoder (set_prediction.reconstruction_weight > 0) ------------------
 
-def _autoencoder_predictor() -> SlotSetPredictor:
+def _autoencoder_predictor(head_masks: str = "attention") -> SlotSetPredictor:
     from tests.test_slots import tiny_model as tiny_autoencoder
 
     autoencoder = tiny_autoencoder(resolution=(12, 12), mask_prior="attention", decoder_layers=1)
-    return SlotSetPredictor(2, (2, 2), num_slots=4, head_hidden_dim=16, glimpse_size=5, autoencoder=autoencoder)
+    return SlotSetPredictor(2, (2, 2), num_slots=4, head_hidden_dim=16, glimpse_size=5, autoencoder=autoencoder,
+                            head_masks=head_masks)
 
 
 def test_predictions_from_autoencoder_slots_are_equivariant_and_come_with_a_reconstruction():
@@ -560,6 +572,37 @@ def test_predictions_from_autoencoder_slots_are_equivariant_and_come_with_a_reco
     assert out.reconstruction.shape == (2, 3, 12, 12) and out.attention.shape == (2, 4, 144)
     torch.testing.assert_close(out.slots, model.autoencoder(images, initial_slots=initial).slots)
     assert model(images, num_slots=6).predictions.shape == (2, 6, 7)
+
+
+def test_decoder_head_masks_give_the_head_the_alpha_masks_and_keep_equivariance():
+    from slots.set_prediction import attention_geometry
+
+    model = _autoencoder_predictor("decoder").eval()
+    images = torch.rand(2, 3, 12, 12) * 2 - 1
+    initial = torch.randn(2, 4, 16, generator=torch.Generator().manual_seed(0))
+    out = model(images, initial_slots=initial)
+    masks = model.autoencoder(images, initial_slots=initial).masks
+    torch.testing.assert_close(out.attention, masks.flatten(2))  # the head read the decoder masks ...
+    assert not torch.allclose(out.attention, model.autoencoder(images, initial_slots=initial).attention)
+    torch.testing.assert_close(out.geometry, attention_geometry(masks.flatten(2), 12, 12))  # ... for its geometry
+    perm = torch.tensor([3, 1, 0, 2])
+    permuted = model(images, initial_slots=initial[:, perm])
+    torch.testing.assert_close(permuted.predictions, out.predictions[:, perm], atol=1e-5, rtol=1e-5)
+    attention_model = _autoencoder_predictor("attention").eval()
+    attention_model.load_state_dict(model.state_dict())  # the same weights: only the map the head reads differs
+    assert not torch.allclose(attention_model(images, initial_slots=initial).predictions, out.predictions)
+
+
+def test_decoder_head_masks_need_an_autoencoder():
+    with pytest.raises(ValueError, match="head_masks='decoder' needs an autoencoder"):
+        SlotSetPredictor(2, (2, 2), num_slots=4, head_masks="decoder")
+    with pytest.raises(ValueError, match="head_masks must be 'attention' or 'decoder', got 'alpha'"):
+        SlotSetPredictor(2, (2, 2), num_slots=4, head_masks="alpha")
+
+
+# the preset's model options that only the autoencoder honours, back at their defaults
+NO_AUTOENCODER_OPTIONS = ("model.mask_prior=none", "model.slot_frames=none", "model.invariant_attention=none",
+                          "model.colour_values=false")
 
 
 def _reconstruction_task(*overrides: str):
@@ -595,8 +638,12 @@ def test_reconstruction_weight_adds_the_pixel_loss_of_the_autoencoder():
 @pytest.mark.parametrize("overrides, message", [
     (("set_prediction.encoder_strides=[1, 2]",), "set_prediction.encoder_strides is for the predictor's own encoder"),
     (("set_prediction.encoder_strides=null", "set_prediction.input_skip=true"), "set set_prediction.input_skip=false"),
-    (("set_prediction.encoder_strides=null", "set_prediction.reconstruction_weight=-1",
-      "model.mask_prior=none"), "set_prediction.reconstruction_weight must be >= 0, got -1"),
+    (("set_prediction.encoder_strides=null", "set_prediction.reconstruction_weight=-1", *NO_AUTOENCODER_OPTIONS),
+     "set_prediction.reconstruction_weight must be >= 0, got -1"),
+    (("set_prediction.encoder_strides=null", "set_prediction.head_masks=alpha"),
+     "set_prediction.head_masks must be 'attention' or 'decoder', got 'alpha'"),
+    (("set_prediction.encoder_strides=null", "set_prediction.reconstruction_weight=0", *NO_AUTOENCODER_OPTIONS,
+      "set_prediction.head_masks=decoder"), "set_prediction.head_masks=decoder needs set_prediction.reconstruction_weight > 0"),
 ])
 def test_reconstruction_options_that_contradict_each_other_are_refused(overrides, message):
     from training.config import ConfigError

@@ -113,6 +113,9 @@ class SetPredictionConfig:
     # frames, ...), trained with this weight on its pixel MSE beside the property loss; 0: the predictor's own
     # encoder and Slot Attention (then `encoder_strides` and `input_skip` above apply)
     reconstruction_weight: float = 0.0
+    # what the head's geometry and glimpse read as each slot's map: "attention" (Slot Attention's), or
+    # "decoder" (the autoencoder's alpha masks; needs reconstruction_weight > 0)
+    head_masks: str = "attention"
 
 
 @dataclass
@@ -328,7 +331,7 @@ RESTRICTED_MODEL_OPTIONS = {
 def validate_model_options(config: RunConfig) -> None:
     """Refuse a model option, set away from its default, that the task's model would ignore. Set prediction
     with a reconstruction loss reads its slots from the discovery autoencoder, so it honours the options that
-    shape the slots (merging duplicates only changes the masks, which set prediction does not read)."""
+    shape the slots (merging duplicates only changes the masks, and set prediction reads the unmerged ones)."""
     defaults = ModelConfig()
     with_autoencoder = config.task == "set_prediction" and config.set_prediction.reconstruction_weight > 0
     for key, tasks in RESTRICTED_MODEL_OPTIONS.items():

@@ -59,6 +59,11 @@ class SetPredictionTask(Task):
         if options.reconstruction_weight < 0:
             raise ConfigError(f"set_prediction.reconstruction_weight must be >= 0, "
                               f"got {options.reconstruction_weight}")
+        if options.head_masks not in ("attention", "decoder"):
+            raise ConfigError(f"set_prediction.head_masks must be 'attention' or 'decoder', got {options.head_masks!r}")
+        if options.head_masks == "decoder" and options.reconstruction_weight <= 0:
+            raise ConfigError("set_prediction.head_masks=decoder needs set_prediction.reconstruction_weight > 0: "
+                              "only the autoencoder has decoder masks")
         if options.reconstruction_weight > 0 and options.encoder_strides is not None:
             raise ConfigError("set_prediction.encoder_strides is for the predictor's own encoder; with "
                               "reconstruction_weight > 0 the slots come from the autoencoder: "
@@ -94,7 +99,7 @@ class SetPredictionTask(Task):
             encoder_kernel=model.encoder_kernel, encoder_strides=strides, head_hidden_dim=options.head_hidden_dim,
             implicit_grad=model.implicit_grad, input_skip=options.input_skip, slot_geometry=options.slot_geometry,
             attention_coordinates=options.attention_coordinates, glimpse_size=options.glimpse_size,
-            glimpse_channels=options.glimpse_channels, autoencoder=autoencoder,
+            glimpse_channels=options.glimpse_channels, autoencoder=autoencoder, head_masks=options.head_masks,
         )
 
     def targets(self, batch: dict) -> torch.Tensor:
