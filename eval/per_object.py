@@ -37,6 +37,10 @@ from eval.matching import hungarian_match, mask_iou
 
 #: The observational metrics that score arrays of (representation, factors).
 PER_OBJECT_METRICS = ("dci", "mig", "sap", "modularity")
+#: Share of the matched objects (in eval-set order) the metrics are fitted on; the rest test them.
+TRAIN_FRACTION = 2 / 3
+#: Names of the frame entries `slot_representations` appends to a slot vector.
+FRAME_CODES = ("frame_x", "frame_y", "frame_scale_x", "frame_scale_y")
 
 
 @dataclass
@@ -183,7 +187,7 @@ def split_points(points: ObjectPoints, train_fraction: float) -> tuple[ObjectPoi
 
 def code_names(vector_dim: int, representation_dim: int) -> list[str]:
     """Names of the representation's entries: the slot vector's `z0..`, then the frame's (when present)."""
-    frame = ["frame_x", "frame_y", "frame_scale_x", "frame_scale_y"]
+    frame = list(FRAME_CODES)
     if representation_dim not in (vector_dim, vector_dim + len(frame)):
         raise ValueError(f"a representation of {representation_dim} entries is neither the {vector_dim}-entry "
                          f"slot vector nor the vector with its {len(frame)} frame entries")
@@ -227,7 +231,7 @@ def format_readout(rows: list[dict]) -> str:
 
 
 def per_object_scores(model: torch.nn.Module, batches: Iterable[dict], num_slots: int, seed: int = 0,
-                      max_images: int | None = None, train_fraction: float = 2 / 3,
+                      max_images: int | None = None, train_fraction: float = TRAIN_FRACTION,
                       metrics: Iterable[str] = PER_OBJECT_METRICS, dci_importance_model: str = "random_forest",
                       with_frame: bool = True) -> dict[str, float]:
     """Per-object disentanglement of any slot model whose output has `masks` and `slots`, on both frames
@@ -235,37 +239,47 @@ def per_object_scores(model: torch.nn.Module, batches: Iterable[dict], num_slots
     its frame when it has one (`slot_representations`)."""
     points = collect_points(model, batches, num_slots, frames=(0, 1), seed=seed, max_images=max_images,
                             with_frame=with_frame)
+    return points_scores(points, train_fraction, metrics, seed, dci_importance_model)
+
+
+def points_scores(points: ObjectPoints, train_fraction: float = TRAIN_FRACTION,
+                  metrics: Iterable[str] = PER_OBJECT_METRICS, seed: int = 0,
+                  dci_importance_model: str = "random_forest") -> dict[str, float]:
+    """`score_points` on the fit/test split of `points`, with the number of points."""
     train, test = split_points(points, train_fraction)
     scores = score_points(train, test, metrics, seed=seed, dci_importance_model=dci_importance_model)
     scores["object_points"] = len(points.representations)
     return scores
 
 
+def run_object_points(model: torch.nn.Module, config, eval_urls: list[str], max_images: int | None = None,
+                      with_frame: bool = True) -> ObjectPoints:
+    """The matched (slot, object) points of a run's model on its eval split, with the run's settings."""
+    from data import eval_batches
+
+    batches = eval_batches(eval_urls, config.eval.batch_size, config.data.resolution)
+    return collect_points(model, batches, config.model.num_slots, frames=(0, 1), seed=config.weak_slots.metric_seed,
+                          max_images=max_images, with_frame=with_frame)
+
+
 def run_object_scores(model: torch.nn.Module, config, eval_urls: list[str], max_images: int | None = None,
-                      with_frame: bool = True) -> dict[str, float]:
-    """Per-object scores of a run's model on its eval split, with the run's settings (`weak_slots.*`)."""
-    from data import eval_batches
-
+                      with_frame: bool = True, points: ObjectPoints | None = None) -> dict[str, float]:
+    """Per-object scores of a run's model on its eval split, with the run's settings (`weak_slots.*`);
+    `points` from `run_object_points` are reused instead of running the model again."""
     options = config.weak_slots
-    batches = eval_batches(eval_urls, config.eval.batch_size, config.data.resolution)
-    return per_object_scores(model, batches, config.model.num_slots, seed=options.metric_seed,
-                             max_images=max_images, metrics=options.object_metrics,
-                             dci_importance_model=options.dci_importance_model, with_frame=with_frame)
+    if points is None:
+        points = run_object_points(model, config, eval_urls, max_images, with_frame)
+    return points_scores(points, metrics=options.object_metrics, seed=options.metric_seed,
+                         dci_importance_model=options.dci_importance_model)
 
 
-def run_object_readout(model: torch.nn.Module, config, eval_urls: list[str], max_images: int | None = None,
-                       with_frame: bool = True) -> list[dict]:
-    """`factor_readout` of a run's model on its eval split, with the same points and split as its scores."""
-    from data import eval_batches
-
+def run_object_readout(points: ObjectPoints, config, with_frame: bool = True) -> list[dict]:
+    """`factor_readout` of a run's points (`run_object_points`), on the same fit/test split as its scores."""
     options = config.weak_slots
-    batches = eval_batches(eval_urls, config.eval.batch_size, config.data.resolution)
-    points = collect_points(model, batches, config.model.num_slots, frames=(0, 1), seed=options.metric_seed,
-                            max_images=max_images, with_frame=with_frame)
-    train, test = split_points(points, 2 / 3)
+    train, test = split_points(points, TRAIN_FRACTION)
     dim = train.arrays()[0].shape[1]
     has_frame = with_frame and config.model.slot_frames != "none"
-    names = code_names(dim - 4 if has_frame else dim, dim)
+    names = code_names(dim - len(FRAME_CODES) if has_frame else dim, dim)
     return factor_readout(train, test, names, seed=options.metric_seed,
                           importance_model=options.dci_importance_model)
 
@@ -291,10 +305,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         trained = load_trained_run(args.run, args.checkpoint, tasks=["discovery", "weak_slots"])
         _, eval_urls, _ = dataset_urls(trained.config, progress=False)
-        scores = run_object_scores(trained.model, trained.config, eval_urls, args.max_images,
+        points = run_object_points(trained.model, trained.config, eval_urls, args.max_images,
                                    with_frame=not args.vector_only)
-        readout = run_object_readout(trained.model, trained.config, eval_urls, args.max_images,
-                                     with_frame=not args.vector_only) if args.readout else None
+        scores = run_object_scores(trained.model, trained.config, eval_urls, points=points)
+        readout = run_object_readout(points, trained.config, with_frame=not args.vector_only) if args.readout else None
     except (ConfigError, DataError, FileNotFoundError, MetricInputError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -400,8 +400,8 @@ def test_slot_and_iteration_counts_change_at_call_time():
 TINY = ("data.resolution=16", "data.num_train=64", "data.num_eval=16", "data.pairs_per_shard=4",
         "data.shuffle_buffer=16", "model.slot_dim=16", "model.mlp_hidden_dim=32", "model.encoder_channels=8",
         "model.encoder_layers=2", "model.encoder_kernel=3", "model.decoder_channels=8", "model.decoder_kernel=3",
-        "set_prediction.head_hidden_dim=16", "set_prediction.glimpse_size=7", "train.batch_size=4", "train.max_steps=4", "train.warmup_steps=2",
-        "train.batches_per_epoch=4", "train.log_every=1", "train.eval_every=2", "train.eval_images=8",
+        "set_prediction.head_hidden_dim=16", "set_prediction.glimpse_size=7", "train.batch_size=4",
+        "train.max_steps=4", "train.warmup_steps=2", "train.batches_per_epoch=4", "train.log_every=1", "train.eval_every=2", "train.eval_images=8",
         "train.checkpoint_every=4", "eval.sweep_slots=[2, 4, 6]")
 
 
@@ -486,7 +486,8 @@ def test_the_official_configuration_runs_through_the_task():
     config = build_config([load_yaml(preset_path("set_prediction_attention"))] + [parse_override(o) for o in overrides])
     task = SetPredictionTask(config)
     model = task.build_model()
-    assert model.autoencoder is None and model.input_skip is None and model.centroid_proj is None and model.glimpse is None
+    assert model.autoencoder is None and model.input_skip is None
+    assert model.centroid_proj is None and model.glimpse is None
     assert model.head[0].in_features == 64
     batch = {"frame0": torch.rand(2, 3, 32, 32) * 2 - 1, "frame1": torch.rand(2, 3, 32, 32) * 2 - 1,
              "factors": synthetic_factors(task, 2, seed=0)}
@@ -643,7 +644,8 @@ def test_reconstruction_weight_adds_the_pixel_loss_of_the_autoencoder():
     (("set_prediction.encoder_strides=null", "set_prediction.head_masks=alpha"),
      "set_prediction.head_masks must be 'attention' or 'decoder', got 'alpha'"),
     (("set_prediction.encoder_strides=null", "set_prediction.reconstruction_weight=0", *NO_AUTOENCODER_OPTIONS,
-      "set_prediction.head_masks=decoder"), "set_prediction.head_masks=decoder needs set_prediction.reconstruction_weight > 0"),
+      "set_prediction.head_masks=decoder"),
+     "set_prediction.head_masks=decoder needs set_prediction.reconstruction_weight > 0"),
 ])
 def test_reconstruction_options_that_contradict_each_other_are_refused(overrides, message):
     from training.config import ConfigError
