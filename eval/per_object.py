@@ -7,7 +7,9 @@ scored afterwards, merged into its metrics.json:
     python -m eval.per_object --run runs/<name> [--max-images 500] [--vector-only] [--readout]
 
 `--readout` adds, per true factor, how well DCI's classifier reads it and whether from the slot vector or
-from the slot's frame: where a score comes from, not only how high it is.
+from the slot's frame: where a score comes from, not only how high it is. `--true-codes shape,colour` scores
+the same matched objects with the slot vector replaced by those true factors (the frame kept): what the
+scores would be if the vector coded exactly those factors, the reach of a better latent on this data.
 
 Defined behaviour for the awkward cases (each tested):
 - more objects than slots: the Hungarian matching pairs min(K, M) of them; the rest are counted in
@@ -185,6 +187,22 @@ def split_points(points: ObjectPoints, train_fraction: float) -> tuple[ObjectPoi
     return parts[0], parts[1]
 
 
+def with_true_codes(points: ObjectPoints, factors: Iterable[str], frame_entries: int) -> ObjectPoints:
+    """The same objects, each represented by the true values of `factors` (one entry each) followed by the
+    last `frame_entries` entries of its slot's representation (its frame): a perfect vector for those
+    factors, scored with everything else as the model had it."""
+    factors = list(factors)
+    unknown = [name for name in factors if name not in (points.factor_names or ())]
+    if unknown or not factors:
+        raise DataError(f"true codes {factors} must be a non-empty subset of the factors "
+                        f"{list(points.factor_names or ())}")
+    columns = [points.factor_names.index(name) for name in factors]
+    representations = [np.concatenate([true[:, columns].astype(np.float32), rep[:, rep.shape[1] - frame_entries:]],
+                                      axis=1) for rep, true in zip(points.representations, points.factors)]
+    return ObjectPoints(representations, list(points.factors), points.factor_names, points.objects,
+                        points.unmatched_objects, list(points.ious))
+
+
 def code_names(vector_dim: int, representation_dim: int) -> list[str]:
     """Names of the representation's entries: the slot vector's `z0..`, then the frame's (when present)."""
     frame = list(FRAME_CODES)
@@ -295,6 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-images", type=positive_int, help="use the first N eval pairs only")
     parser.add_argument("--vector-only", action="store_true",
                         help="score the slot vectors without their frames; written as object_vector_* keys")
+    parser.add_argument("--true-codes", type=lambda text: [name for name in text.split(",") if name],
+                        help="comma-separated factors: also score the matched objects with the slot vector "
+                             "replaced by these true factors (frame kept); printed and written to "
+                             "object_true_codes.json in the run")
     parser.add_argument("--readout", action="store_true",
                         help="also print, per true factor, how well it is read from the slots and whether from "
                              "the vector or the frame; written to object_readout[_vector].json in the run")
@@ -309,6 +331,11 @@ def main(argv: list[str] | None = None) -> int:
                                    with_frame=not args.vector_only)
         scores = run_object_scores(trained.model, trained.config, eval_urls, points=points)
         readout = run_object_readout(points, trained.config, with_frame=not args.vector_only) if args.readout else None
+        true_scores = None
+        if args.true_codes:
+            has_frame = not args.vector_only and trained.config.model.slot_frames != "none"
+            true_points = with_true_codes(points, args.true_codes, len(FRAME_CODES) if has_frame else 0)
+            true_scores = run_object_scores(trained.model, trained.config, eval_urls, points=true_points)
     except (ConfigError, DataError, FileNotFoundError, MetricInputError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -317,6 +344,13 @@ def main(argv: list[str] | None = None) -> int:
     metrics_path = merge_metrics(args.run, scores)
     print("\n".join(f"{key:<34} {value:.4f}" for key, value in scores.items()))
     print(f"checkpoint {trained.checkpoint}; merged into {metrics_path}")
+    if true_scores is not None:
+        true_path = args.run / "object_true_codes.json"
+        true_path.write_text(json.dumps({"true_codes": args.true_codes, "with_frame": not args.vector_only,
+                                         **true_scores}, indent=2))
+        print(f"\nwith the slot vector replaced by the true {', '.join(args.true_codes)}:\n"
+              + "\n".join(f"{key:<34} {value:.4f}" for key, value in true_scores.items())
+              + f"\nwritten to {true_path}")
     if readout is not None:
         readout_path = args.run / ("object_readout_vector.json" if args.vector_only else "object_readout.json")
         readout_path.write_text(json.dumps(readout, indent=2))

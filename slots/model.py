@@ -83,6 +83,8 @@ class SlotAutoencoderOutput:
     attention: torch.Tensor  # [B, K, H*W]
     frames: SlotFrames | None = None  # each slot's position and scale, when the decoder renders in them
     unmerged_masks: torch.Tensor | None = None  # [B, K, H, W] before duplicate slots were merged (if they were)
+    # [B, K, H, W]: the masks (as logits over slots) a decoder with a silhouette head draws from the slots alone
+    silhouette_logits: torch.Tensor | None = None
 
 
 class SlotAutoencoder(nn.Module):
@@ -126,6 +128,7 @@ class SlotAutoencoder(nn.Module):
         merge_duplicates: float | None = None,
         encoder: nn.Module | None = None,
         decoder_input_dim: int | None = None,
+        silhouette_head: bool = False,
     ) -> None:
         super().__init__()
         if num_slots < 1:
@@ -158,7 +161,11 @@ class SlotAutoencoder(nn.Module):
         self.decoder = SpatialBroadcastDecoder(  # a slot VAE decodes a latent of its own size, not the slot
             decoder_input_dim or slot_dim, self.resolution, decoder_channels, decoder_layers, decoder_kernel,
             broadcast_size, relative_positions=slot_frames != "none", frame_scale_factor=frame_scale_factor,
+            out_channels=5 if silhouette_head else 4,
         )
+        # a fifth decoder channel that draws each slot's mask from the slot alone (the alpha channel need not,
+        # when the attention supplies the silhouettes); the rendering never reads it
+        self.silhouette_head = silhouette_head
         # the pixels under each feature, linearly mapped into the values: the slots read colour directly
         self.colour_values = nn.Linear(3, slot_dim) if colour_values else None
 
@@ -219,12 +226,14 @@ class SlotAutoencoder(nn.Module):
         frames = self.frames(attention, image_size)
         prior = (self.mask_prior_weight * log_attention_map(attention, self.feature_grid(image_size), image_size)
                  if self.mask_prior == "attention" else None)
-        reconstruction, masks, slot_rgb = composite(self.decoder(slots, frames), prior)
+        decoded = self.decoder(slots, frames)
+        reconstruction, masks, slot_rgb = composite(decoded[:, :, :4], prior)
         unmerged = None
         if self.merge_duplicates is not None and not self.training:
             unmerged, masks = masks, merge_duplicate_masks(masks, self.merge_duplicates)
             reconstruction = (slot_rgb * masks.unsqueeze(2)).sum(dim=1)
-        return SlotAutoencoderOutput(reconstruction, masks, slot_rgb, slots, attention, frames, unmerged)
+        return SlotAutoencoderOutput(reconstruction, masks, slot_rgb, slots, attention, frames, unmerged,
+                                     decoded[:, :, 4] if self.silhouette_head else None)
 
     def pixel_values(self, images: torch.Tensor) -> torch.Tensor | None:
         """The input pixels pooled to the feature grid and mapped to value vectors [B, N, D] (or None)."""

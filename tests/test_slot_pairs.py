@@ -32,7 +32,8 @@ DISCOVERY_OPTIONS = dict(mask_prior="attention", colour_values=True, slot_frames
                          invariant_attention="quadratic_translation", merge_duplicates=0.5)
 
 
-@pytest.mark.parametrize("options", [{}, DISCOVERY_OPTIONS], ids=["paper", "discovery_options"])
+@pytest.mark.parametrize("options", [{}, DISCOVERY_OPTIONS, {**DISCOVERY_OPTIONS, "glimpse_size": 7}],
+                         ids=["paper", "discovery_options", "glimpse"])
 @pytest.mark.parametrize("correspondence", ["init", "init_hungarian"])
 def test_identical_frames_give_identical_posteriors_and_share_every_dimension(correspondence, options):
     """With invariant attention frame 1 must restart from frame 0's places too: fresh random starting
@@ -197,6 +198,9 @@ def test_mask_prior_fade_schedule_sets_the_model_weight_and_is_checked():
     fading = task("model.mask_prior=attention", "weak_slots.mask_prior_fade_start=100",
                   "weak_slots.mask_prior_fade_steps=200")
     assert [fading.mask_prior_weight(step) for step in (0, 100, 200, 300, 900)] == [1.0, 1.0, 0.5, 0.0, 0.0]
+    floored = task("model.mask_prior=attention", "weak_slots.mask_prior_fade_start=100",
+                   "weak_slots.mask_prior_fade_steps=200", "weak_slots.mask_prior_floor=0.25")
+    assert [floored.mask_prior_weight(step) for step in (0, 100, 200, 300, 900)] == [1.0, 1.0, 0.625, 0.25, 0.25]
     model = tiny_model(**DISCOVERY_OPTIONS)
     batch = {"frame0": images(batch=2), "frame1": images(batch=2, seed=1)}
     fading.training_loss(model, batch, 200, torch.device("cpu"))
@@ -206,6 +210,8 @@ def test_mask_prior_fade_schedule_sets_the_model_weight_and_is_checked():
         task("weak_slots.mask_prior_fade_steps=10")
     with pytest.raises(ConfigError, match="must be >= 0"):
         task("model.mask_prior=attention", "weak_slots.mask_prior_fade_start=-1")
+    with pytest.raises(ConfigError, match=r"mask_prior_floor must be in \[0, 1\), got 1.0"):
+        task("model.mask_prior=attention", "weak_slots.mask_prior_floor=1")
 
 
 def test_a_faded_mask_prior_leaves_the_decoder_alone_and_a_half_faded_one_scales_the_log_attention():
@@ -229,6 +235,99 @@ def test_a_faded_mask_prior_leaves_the_decoder_alone_and_a_half_faded_one_scales
         decoded = with_prior.decoder(latents, with_prior.frames(attention, (16, 16)))
         prior = log_attention_map(attention, with_prior.feature_grid((16, 16)), (16, 16))
         torch.testing.assert_close(half.masks, composite(decoded, 0.5 * prior)[1])
+
+
+def test_silhouette_divergence_by_hand():
+    """KL over slots per pixel, averaged: zero when the head draws the rendered masks exactly."""
+    from weak_supervision.slot_pairs import silhouette_divergence
+
+    masks = torch.tensor([[0.75, 0.5], [0.25, 0.5]]).reshape(1, 2, 1, 2)  # 2 slots, 2 pixels
+    torch.testing.assert_close(silhouette_divergence(masks.log(), masks), torch.tensor(0.0), atol=1e-6, rtol=0)
+    torch.testing.assert_close(silhouette_divergence(masks.log() + 3.0, masks), torch.tensor(0.0), atol=1e-6, rtol=0)
+    drawn = torch.zeros(1, 2, 1, 2)  # uniform over the two slots
+    by_hand = (0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5) + 0.0) / 2
+    torch.testing.assert_close(silhouette_divergence(drawn, masks), torch.tensor(by_hand))
+    with pytest.raises(ValueError, match="differ in shape"):
+        silhouette_divergence(drawn, masks[:, :, :, :1])
+
+
+SILHOUETTE_OPTIONS = {key: value for key, value in DISCOVERY_OPTIONS.items() if key != "merge_duplicates"}
+
+
+def test_the_rendering_never_reads_the_silhouette_head():
+    """The same weights without the fifth channel render the same image and masks."""
+    with_head, without = tiny_model(**SILHOUETTE_OPTIONS, silhouette_head=True), tiny_model(**SILHOUETTE_OPTIONS)
+    state = with_head.state_dict()
+    last = max(key for key in state if key.startswith("decoder.convs.") and key.endswith(".weight"))
+    for suffix in ("weight", "bias"):
+        name = last.replace("weight", suffix)
+        state[name] = state[name][:4]
+    without.load_state_dict(state)
+    frame = images()
+    with torch.no_grad():
+        states, attention = with_head.infer_slots(frame, generator=torch.Generator().manual_seed(2))
+        latents = with_head.posterior(states)[0]
+        full, plain = with_head.render(latents, attention), without.render(latents, attention)
+    torch.testing.assert_close(full.reconstruction, plain.reconstruction)
+    torch.testing.assert_close(full.masks, plain.masks)
+    assert plain.silhouette_logits is None and full.silhouette_logits.shape == full.masks.shape
+    assert (full.masks - full.silhouette_logits.softmax(dim=1)).abs().max() > 1e-3
+
+
+def test_silhouette_term_is_added_and_trains_the_head_and_the_latents_only():
+    """The loss grows by weight x divergence of the head's masks against the rendered ones; the rendered
+    masks are held fixed, so the term moves the head and what feeds the latents, not the RGB + alpha rows."""
+    from weak_supervision.slot_pairs import silhouette_divergence
+
+    model, frames = tiny_model(**SILHOUETTE_OPTIONS, silhouette_head=True), (images(seed=0), images(seed=1))
+    plain, _ = slot_pair_loss(model, *frames, SlotPairSettings(), generator=torch.Generator().manual_seed(3))
+    loss, logs = slot_pair_loss(model, *frames, SlotPairSettings(silhouette_weight=0.5),
+                                generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(loss - plain, 0.5 * logs["silhouette"])
+    assert logs["silhouette"] > 0
+    model.zero_grad()
+    states, attention = model.infer_slots(frames[0])
+    out = model.render(model.posterior(states)[0], attention)
+    silhouette_divergence(out.silhouette_logits, out.masks).backward()
+    head = model.decoder.convs[-1].weight.grad
+    assert head[4].abs().sum() > 0 and head[:4].abs().sum() == 0
+    assert model.to_posterior[1].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="silhouette_head=True"):
+        slot_pair_loss(tiny_model(**SILHOUETTE_OPTIONS), *frames, SlotPairSettings(silhouette_weight=0.5))
+
+
+def test_a_glimpse_posterior_reads_the_pixels_and_permutes_with_the_slots():
+    model, frame = tiny_model(**SILHOUETTE_OPTIONS, glimpse_size=7).eval(), images()
+    with torch.no_grad():
+        states, attention = model.infer_slots(frame, generator=torch.Generator().manual_seed(4))
+        mu, logvar = model.posterior(states, frame, attention)
+        perm = torch.tensor([2, 0, 3, 1])
+        mu_perm, _ = model.posterior(states[:, perm], frame, attention[:, perm])
+        other, _ = model.posterior(states, images(seed=9), attention)
+    assert mu.shape == logvar.shape == (3, 4, 6)
+    torch.testing.assert_close(mu_perm, mu[:, perm])
+    assert (other - mu).abs().max() > 1e-4  # other pixels under the same attention: another posterior
+    with pytest.raises(ValueError, match="pass the images and the attention"):
+        model.posterior(states)
+
+
+def test_silhouette_weight_needs_the_mask_prior():
+    from training.config import ConfigError, build_config, parse_override
+    from training.tasks.weak_slots import WeakSlotsTask
+
+    def task(*overrides: str) -> WeakSlotsTask:
+        return WeakSlotsTask(build_config([{"task": "weak_slots"}, *map(parse_override, overrides)]))
+
+    weighted = task("model.mask_prior=attention", "weak_slots.silhouette_weight=0.1")
+    assert weighted.settings.silhouette_weight == 0.1 and weighted.build_model().silhouette_head
+    assert not task("model.mask_prior=attention").build_model().silhouette_head
+    with pytest.raises(ConfigError, match="silhouette_weight .* needs model.mask_prior=attention"):
+        task("weak_slots.silhouette_weight=0.1")
+    with pytest.raises(ConfigError, match="silhouette_weight >= 0"):
+        task("model.mask_prior=attention", "weak_slots.silhouette_weight=-1")
+    with pytest.raises(ConfigError, match="glimpse_size must be 0 .* got 2"):
+        task("weak_slots.glimpse_size=2")
+    assert task("weak_slots.glimpse_size=7").build_model().glimpse.size == 7
 
 
 def test_bad_pairs_and_settings_are_refused():
@@ -355,6 +454,32 @@ def test_per_object_scores_on_synthetic_latents():
     assert mixed["object_dci_disentanglement"] < exact["object_dci_disentanglement"] - 0.2
     assert noise["object_dci_disentanglement"] < 0.1 and noise["object_mig"] < 0.05
     assert exact["object_matched_fraction"] == 1.0
+
+
+def test_true_codes_replace_the_vector_and_keep_the_frame():
+    """A noise vector with a frame that codes factor a: replacing the vector by the true b and c lifts DCI
+    from the frame's share to nearly perfect; the object counts and IoUs are kept."""
+    from eval.per_object import with_true_codes
+
+    rng = np.random.default_rng(0)
+    factors = rng.integers(0, 5, size=(900, 3))
+    frame = factors[:, :1] + 0.01 * rng.standard_normal((900, 1))
+    points = ObjectPoints([np.concatenate([rng.standard_normal((900, 4)), frame], axis=1)], [factors],
+                          ("a", "b", "c"), objects=950, unmatched_objects=50, ious=[0.8] * 900)
+    replaced = with_true_codes(points, ["c", "b"], frame_entries=1)
+    representation = replaced.arrays()[0]
+    np.testing.assert_array_equal(representation[:, :2], factors[:, [2, 1]])
+    np.testing.assert_array_equal(representation[:, 2], points.arrays()[0][:, 4])
+    assert (replaced.objects, replaced.unmatched_objects, replaced.ious) == (950, 50, [0.8] * 900)
+
+    def dci(p: ObjectPoints) -> float:
+        reps, true = p.arrays()
+        part = lambda rows: ObjectPoints([reps[rows]], [true[rows]], p.factor_names, objects=1, ious=[1.0])
+        return score_points(part(slice(0, 600)), part(slice(600, None)), metrics=["dci"])["object_dci_disentanglement"]
+
+    assert dci(replaced) > 0.9 and dci(points) < dci(replaced) - 0.3
+    with pytest.raises(DataError, match=r"true codes \['size'\] must be a non-empty subset of the factors"):
+        with_true_codes(points, ["size"], frame_entries=1)
 
 
 def test_factor_readout_says_which_factor_is_read_and_from_where():

@@ -170,6 +170,7 @@ class WeakSlotsConfig:
     method: str = "ada_gvae"  # ada_gvae | ada_mlvae (matched slots share dims) | slot_vae (no pairing: baseline)
     beta: float = 1.0
     latent_dim: int = 10  # Gaussian latent per slot; its mean is the per-object representation
+    glimpse_size: int = 0  # > 0: the posterior also reads a window of this many pixels around the slot (shape)
     initial_logvar: float = -4.0  # posterior log-variance at initialisation (std 0.14): lets the decoder learn
     warmup_start: int = 0  # steps without noise and KL (a deterministic autoencoder) before the warm-up
     warmup_steps: int = 0  # then beta and the sampling noise rise linearly from 0 over these steps
@@ -179,6 +180,11 @@ class WeakSlotsConfig:
     # from the latents once the slots have bound
     mask_prior_fade_start: int = 0
     mask_prior_fade_steps: int = 0
+    mask_prior_floor: float = 0.0  # the weight the fade ends at (in [0, 1)): a softened prior the decoder sharpens
+    # with model.mask_prior=attention: > 0 adds a fifth decoder channel that must redraw the rendered masks (held
+    # fixed) from the latents, with this weight on its KL (nats per pixel), so that the latent must say what shape
+    # an object is; the rendering never reads the channel, so the segmentation stays the prior's (0: off)
+    silhouette_weight: float = 0.0
     share_floor: float = 0.1  # nats: a dimension this close in a slot pair is always shared (0: the paper's rule)
     recon_sigma: float = 0.1  # pixel std of the Gaussian likelihood (images in [-1, 1])
     object_metrics: list = field(default_factory=lambda: ["dci", "mig", "sap", "modularity"])

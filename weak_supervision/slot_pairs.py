@@ -39,15 +39,16 @@ class SlotPairSettings:
     correspondence: Correspondence = "init"
     share_floor: float = 0.1  # nats; see the module docstring
     recon_sigma: float = 0.1  # std of the Gaussian likelihood of a pixel value in [-1, 1]
+    silhouette_weight: float = 0.0  # see `silhouette_divergence`; needs a model with a mask prior
 
     def __post_init__(self) -> None:
         if self.method not in PAIR_METHODS:
             raise ValueError(f"unknown slot pair method {self.method!r}; expected one of {PAIR_METHODS}")
         if self.correspondence not in CORRESPONDENCES:
             raise ValueError(f"unknown correspondence {self.correspondence!r}; expected one of {CORRESPONDENCES}")
-        if self.beta < 0 or self.share_floor < 0 or self.recon_sigma <= 0:
-            raise ValueError(f"need beta >= 0, share_floor >= 0, recon_sigma > 0; got {self.beta}, "
-                             f"{self.share_floor}, {self.recon_sigma}")
+        if self.beta < 0 or self.share_floor < 0 or self.recon_sigma <= 0 or self.silhouette_weight < 0:
+            raise ValueError(f"need beta >= 0, share_floor >= 0, recon_sigma > 0, silhouette_weight >= 0; got "
+                             f"{self.beta}, {self.share_floor}, {self.recon_sigma}, {self.silhouette_weight}")
 
 
 def match_slots(mu0: torch.Tensor, mu1: torch.Tensor) -> torch.Tensor:
@@ -100,8 +101,8 @@ def correspond(model: SlotVAE, frame0: torch.Tensor, frame1: torch.Tensor, corre
     else:
         states0, attention0 = model.attend(encoded0, num_slots, generator=generator)
         states1, attention1 = model.attend(encoded1, states0.shape[1], generator=generator)
-    slots0 = SlotPosteriors(*model.posterior(states0), attention0)
-    slots1 = SlotPosteriors(*model.posterior(states1), attention1)
+    slots0 = SlotPosteriors(*model.posterior(states0, frame0, attention0), attention0)
+    slots1 = SlotPosteriors(*model.posterior(states1, frame1, attention1), attention1)
     if correspondence in ("init_hungarian", "hungarian"):
         slots1 = slots1.permuted(match_slots(slots0.mu, slots1.mu))
     return slots0, slots1
@@ -125,6 +126,24 @@ def sample(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | 
     return mu + noise_scale * (0.5 * logvar).exp() * noise
 
 
+def silhouette_divergence(silhouette_logits: torch.Tensor, masks: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """KL(rendered masks || masks the silhouette head draws), nats per pixel: logits [B, K, H, W] and the
+    rendered masks [B, K, H, W] (held fixed), both over slots.
+
+    Why: with the attention mask prior the silhouettes come from the attention and the decoder never needs
+    the latent to say what shape (or how turned) an object is, so the latent codes colour alone and sharing
+    between matched slots has nothing to separate. A decoder channel that must redraw the rendered masks
+    from the latents (in the slot's frame) puts shape into the latent; the rendering never reads it, so the
+    segmentation stays the prior's.
+    """
+    if silhouette_logits.shape != masks.shape:
+        raise ValueError(f"silhouette logits and masks differ in shape: {list(silhouette_logits.shape)} vs "
+                         f"{list(masks.shape)}")
+    target = masks.detach().float()
+    drawn = silhouette_logits.float().log_softmax(dim=1)
+    return (target * (torch.log(target + eps) - drawn)).sum(dim=1).mean()
+
+
 def slot_pair_loss(model: SlotVAE, frame0: torch.Tensor, frame1: torch.Tensor, settings: SlotPairSettings,
                    generator: torch.Generator | None = None, warmup: float = 1.0
                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -141,8 +160,9 @@ def slot_pair_loss(model: SlotVAE, frame0: torch.Tensor, frame1: torch.Tensor, s
     if frame0.shape != frame1.shape:
         raise ValueError(f"the two frames of a pair differ in shape: {list(frame0.shape)} vs {list(frame1.shape)}")
     if settings.method == "slot_vae":  # the baseline: two independent images, no correspondence
-        states, attention = model.infer_slots(torch.cat([frame0, frame1]), generator=generator)
-        mu, logvar = model.posterior(states)
+        both = torch.cat([frame0, frame1])
+        states, attention = model.infer_slots(both, generator=generator)
+        mu, logvar = model.posterior(states, both, attention)
         slots0, slots1 = (SlotPosteriors(*parts) for parts in zip(mu.chunk(2), logvar.chunk(2), attention.chunk(2)))
         shared = torch.zeros_like(slots0.mu, dtype=torch.bool)
         posterior0, posterior1 = (slots0.mu, slots0.logvar), (slots1.mu, slots1.logvar)
@@ -152,13 +172,20 @@ def slot_pair_loss(model: SlotVAE, frame0: torch.Tensor, frame1: torch.Tensor, s
         kind = "gvae" if settings.method == "ada_gvae" else "mlvae"
         posterior0, posterior1 = aggregate_pair(slots0.mu, slots0.logvar, slots1.mu, slots1.logvar, shared, kind)
     latents = torch.cat([sample(*posterior0, generator, warmup), sample(*posterior1, generator, warmup)])
-    reconstruction = model.render(latents, torch.cat([slots0.attention, slots1.attention])).reconstruction
-    target = torch.cat([frame0, frame1])
+    rendered = model.render(latents, torch.cat([slots0.attention, slots1.attention]))
+    reconstruction, target = rendered.reconstruction, torch.cat([frame0, frame1])
     mse = F.mse_loss(reconstruction.float(), target)
     kl = torch.cat([kl_to_prior(*posterior0), kl_to_prior(*posterior1)]).mean()
     values_per_image = target[0].numel()
     loss = mse + warmup * settings.beta * 2 * settings.recon_sigma**2 * kl / values_per_image
+    logs = {}
+    if settings.silhouette_weight > 0:
+        if rendered.silhouette_logits is None:
+            raise ValueError("silhouette_weight > 0 needs a model built with silhouette_head=True")
+        silhouette = silhouette_divergence(rendered.silhouette_logits, rendered.masks)
+        loss = loss + settings.silhouette_weight * silhouette
+        logs["silhouette"] = silhouette.detach()
     nll = mse * values_per_image / (2 * settings.recon_sigma**2) + 0.5 * values_per_image * math.log(
         2 * math.pi * settings.recon_sigma**2)
     return loss, {"loss": loss.detach(), "mse": mse.detach(), "kl": kl.detach(), "neg_elbo": (nll + kl).detach(),
-                  "shared_fraction": shared.float().mean().detach()}
+                  "shared_fraction": shared.float().mean().detach(), **logs}

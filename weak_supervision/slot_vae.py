@@ -17,7 +17,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from slots.glimpse import SlotGlimpse
 from slots.model import SlotAutoencoder, SlotAutoencoderOutput
+from slots.set_prediction import attention_geometry
 
 
 @dataclass
@@ -38,13 +40,19 @@ class SlotVAE(SlotAutoencoder):
     frame-pair correspondence use the same module as training.
     """
 
-    def __init__(self, latent_dim: int = 10, initial_logvar: float = -4.0, **autoencoder_kwargs) -> None:
+    def __init__(self, latent_dim: int = 10, initial_logvar: float = -4.0, glimpse_size: int = 0,
+                 **autoencoder_kwargs) -> None:
         if latent_dim < 1:
             raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
         super().__init__(**autoencoder_kwargs, decoder_input_dim=latent_dim)
         self.latent_dim = latent_dim
         slot_dim = self.slot_init.mu.shape[-1]
-        self.to_posterior = nn.Sequential(nn.LayerNorm(slot_dim), nn.Linear(slot_dim, 2 * latent_dim))
+        # A slot is a weighted mean of features, which keeps colour but little of an object's outline; a
+        # glimpse (the pixels and the slot's attention around its centroid, slots/glimpse.py) lets the
+        # posterior read shape too.
+        self.glimpse = SlotGlimpse(glimpse_size, out_dim=slot_dim) if glimpse_size else None
+        head_in = slot_dim * (2 if glimpse_size else 1)
+        self.to_posterior = nn.Sequential(nn.LayerNorm(head_in), nn.Linear(head_in, 2 * latent_dim))
         self._start_with_small_variance(initial_logvar)
 
     @torch.no_grad()
@@ -62,9 +70,18 @@ class SlotVAE(SlotAutoencoder):
         """Encode and attend: (slot states [B, K, D], attention [B, K, N])."""
         return self.attend(self.encode(images), num_slots, num_iterations, generator, initial_slots)
 
-    def posterior(self, slot_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mu, logvar), each [B, K, Z]."""
-        mu, logvar = self.to_posterior(slot_states).chunk(2, dim=-1)
+    def posterior(self, slot_states: torch.Tensor, images: torch.Tensor | None = None,
+                  attention: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar), each [B, K, Z]; a model with a glimpse also reads the images [B, 3, H, W] around each
+        slot's attention [B, K, N]."""
+        inputs = slot_states
+        if self.glimpse is not None:
+            if images is None or attention is None:
+                raise ValueError("this slot VAE reads a glimpse of each slot: pass the images and the attention")
+            grid = self.feature_grid(images.shape[-2:])
+            centres = attention_geometry(attention, *grid)[..., 1:3]
+            inputs = torch.cat([slot_states, self.glimpse(images, attention, centres, grid)], dim=-1)
+        mu, logvar = self.to_posterior(inputs).chunk(2, dim=-1)
         return mu, logvar
 
     def render(self, latents: torch.Tensor, attention: torch.Tensor) -> SlotAutoencoderOutput:
@@ -77,7 +94,7 @@ class SlotVAE(SlotAutoencoder):
                 ) -> SlotVAEOutput:
         """Deterministic pass decoding the posterior means: what evaluation and pictures use."""
         states, attention = self.infer_slots(images, num_slots, num_iterations, generator, initial_slots)
-        mu, logvar = self.posterior(states)
+        mu, logvar = self.posterior(states, images, attention)
         out = self.render(mu, attention)
         return SlotVAEOutput(out.reconstruction, out.masks, out.slot_rgb, mu, attention, out.frames,
                              out.unmerged_masks, mu=mu, logvar=logvar, slot_states=states)

@@ -19,9 +19,9 @@ from weak_supervision.slot_vae import SlotVAE
 
 
 def build_slot_vae(config: RunConfig) -> SlotVAE:
-    return SlotVAE(config.weak_slots.latent_dim, config.weak_slots.initial_logvar,
+    return SlotVAE(config.weak_slots.latent_dim, config.weak_slots.initial_logvar, config.weak_slots.glimpse_size,
                    resolution=(config.data.resolution, config.data.resolution),
-                   **asdict(config.model))
+                   silhouette_head=config.weak_slots.silhouette_weight > 0, **asdict(config.model))
 
 
 class WeakSlotsTask(DiscoveryTask):
@@ -35,12 +35,22 @@ class WeakSlotsTask(DiscoveryTask):
         try:
             self.settings = SlotPairSettings(method=options.method, beta=options.beta,
                                              correspondence=options.correspondence,
-                                             share_floor=options.share_floor, recon_sigma=options.recon_sigma)
+                                             share_floor=options.share_floor, recon_sigma=options.recon_sigma,
+                                             silhouette_weight=options.silhouette_weight)
         except ValueError as error:
             raise ConfigError(f"weak_slots: {error}") from None
         fade = (options.mask_prior_fade_start, options.mask_prior_fade_steps)
         if min(fade) < 0:
             raise ConfigError(f"weak_slots.mask_prior_fade_start and mask_prior_fade_steps must be >= 0, got {fade}")
+        if options.glimpse_size != 0 and options.glimpse_size < 4:
+            raise ConfigError("weak_slots.glimpse_size must be 0 (no glimpse) or >= 4 pixels, "
+                              f"got {options.glimpse_size}")
+        if not 0 <= options.mask_prior_floor < 1:
+            raise ConfigError(f"weak_slots.mask_prior_floor must be in [0, 1), got {options.mask_prior_floor}")
+        if options.silhouette_weight > 0 and config.model.mask_prior != "attention":
+            raise ConfigError("weak_slots.silhouette_weight asks a decoder channel to redraw the masks the "
+                              "attention prior shapes (without the prior the alpha channel draws them already); "
+                              f"it needs model.mask_prior=attention, got {config.model.mask_prior!r}")
         if options.mask_prior_fade_steps > 0 and config.model.mask_prior != "attention":
             raise ConfigError("weak_slots.mask_prior_fade_steps fades the attention mask prior out; it needs "
                               f"model.mask_prior=attention, got {config.model.mask_prior!r}")
@@ -61,11 +71,13 @@ class WeakSlotsTask(DiscoveryTask):
         return linear_ramp(step, self.config.weak_slots.warmup_start, self.config.weak_slots.warmup_steps)
 
     def mask_prior_weight(self, step: int) -> float:
-        """1 up to `mask_prior_fade_start`, then falling linearly to 0 over `mask_prior_fade_steps` (0: stays 1)."""
+        """1 up to `mask_prior_fade_start`, then falling linearly to `mask_prior_floor` over
+        `mask_prior_fade_steps` (0 steps: it stays 1)."""
         options = self.config.weak_slots
         if options.mask_prior_fade_steps <= 0:
             return 1.0
-        return 1.0 - linear_ramp(step, options.mask_prior_fade_start, options.mask_prior_fade_steps)
+        fall = linear_ramp(step, options.mask_prior_fade_start, options.mask_prior_fade_steps)
+        return 1.0 - (1.0 - options.mask_prior_floor) * fall
 
     def report(self, model: nn.Module, run_dir: Path, eval_urls: list[str], summary: dict) -> dict:
         metrics = super().report(model, run_dir, eval_urls, summary)
