@@ -311,6 +311,34 @@ def test_a_glimpse_posterior_reads_the_pixels_and_permutes_with_the_slots():
         model.posterior(states)
 
 
+def test_outline_term_is_added_and_needs_the_head():
+    model, frames = tiny_model(**SILHOUETTE_OPTIONS, outline_size=4), (images(seed=0), images(seed=1))
+    plain, _ = slot_pair_loss(model, *frames, SlotPairSettings(), generator=torch.Generator().manual_seed(3))
+    loss, logs = slot_pair_loss(model, *frames, SlotPairSettings(outline_weight=0.5),
+                                generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(loss - plain, 0.5 * logs["outline"])
+    model.zero_grad()
+    slot_pair_loss(model, *frames, SlotPairSettings(outline_weight=0.5, beta=0.0))[0].backward()
+    assert model.outline_head.net[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="outline head"):
+        slot_pair_loss(tiny_model(**SILHOUETTE_OPTIONS), *frames, SlotPairSettings(outline_weight=0.5))
+
+
+def test_an_outline_posterior_reads_the_attention_in_the_slot_frame():
+    model, frame = tiny_model(**SILHOUETTE_OPTIONS, outline_size=4, outline_input=True).eval(), images()
+    with torch.no_grad():
+        states, attention = model.infer_slots(frame, generator=torch.Generator().manual_seed(4))
+        mu, _ = model.posterior(states, frame, attention)
+        perm = torch.tensor([3, 1, 0, 2])
+        torch.testing.assert_close(model.posterior(states[:, perm], frame, attention[:, perm])[0], mu[:, perm])
+        shifted = attention.roll(shifts=1, dims=1)  # every slot gets another slot's attention
+        assert (model.posterior(states, frame, shifted)[0] - mu).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="pass the attention"):
+        model.posterior(states)
+    with pytest.raises(ValueError, match="set outline_size"):
+        tiny_model(outline_input=True)
+
+
 def test_silhouette_weight_needs_the_mask_prior():
     from training.config import ConfigError, build_config, parse_override
     from training.tasks.weak_slots import WeakSlotsTask
@@ -325,6 +353,16 @@ def test_silhouette_weight_needs_the_mask_prior():
         task("weak_slots.silhouette_weight=0.1")
     with pytest.raises(ConfigError, match="silhouette_weight >= 0"):
         task("model.mask_prior=attention", "weak_slots.silhouette_weight=-1")
+    outlined = task("weak_slots.outline_weight=0.1", "weak_slots.outline_size=6")
+    assert outlined.settings.outline_weight == 0.1 and outlined.build_model().outline_head.size == 6
+    assert task().build_model().outline_head is None
+    with pytest.raises(ConfigError, match="outline_input .* needs weak_slots.outline_weight > 0"):
+        task("weak_slots.outline_input=true")
+    assert task("weak_slots.outline_weight=0.1", "weak_slots.outline_input=true").build_model().outline_input
+    with pytest.raises(ConfigError, match="outline_size must be >= 2 cells, got 1"):
+        task("weak_slots.outline_weight=0.1", "weak_slots.outline_size=1")
+    with pytest.raises(ConfigError, match="outline_weight >= 0"):
+        task("weak_slots.outline_weight=-0.1")
     with pytest.raises(ConfigError, match="glimpse_size must be 0 .* got 2"):
         task("weak_slots.glimpse_size=2")
     assert task("weak_slots.glimpse_size=7").build_model().glimpse.size == 7

@@ -185,6 +185,11 @@ class WeakSlotsConfig:
     # fixed) from the latents, with this weight on its KL (nats per pixel), so that the latent must say what shape
     # an object is; the rendering never reads the channel, so the segmentation stays the prior's (0: off)
     silhouette_weight: float = 0.0
+    # > 0: an MLP must draw each slot's rendered mask, resampled on an outline_size^2 grid in the slot's own frame,
+    # from its latent alone (binary cross-entropy, this weight): shape without position and size
+    outline_weight: float = 0.0
+    outline_size: int = 8
+    outline_input: bool = False  # the posterior also reads the slot's attention on that grid (where shape is)
     share_floor: float = 0.1  # nats: a dimension this close in a slot pair is always shared (0: the paper's rule)
     recon_sigma: float = 0.1  # pixel std of the Gaussian likelihood (images in [-1, 1])
     object_metrics: list = field(default_factory=lambda: ["dci", "mig", "sap", "modularity"])

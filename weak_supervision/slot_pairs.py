@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from eval.matching import hungarian_match
 from weak_supervision.aggregation import adaptive_share_mask, aggregate_pair, kl_per_dim
+from weak_supervision.outline import canonical_masks, outline_loss
 from slots.frames import SlotFrames
 from weak_supervision.slot_vae import SlotVAE
 
@@ -40,15 +41,18 @@ class SlotPairSettings:
     share_floor: float = 0.1  # nats; see the module docstring
     recon_sigma: float = 0.1  # std of the Gaussian likelihood of a pixel value in [-1, 1]
     silhouette_weight: float = 0.0  # see `silhouette_divergence`; needs a model with a mask prior
+    outline_weight: float = 0.0  # weight of the outline head's loss (weak_supervision.outline); needs the head
 
     def __post_init__(self) -> None:
         if self.method not in PAIR_METHODS:
             raise ValueError(f"unknown slot pair method {self.method!r}; expected one of {PAIR_METHODS}")
         if self.correspondence not in CORRESPONDENCES:
             raise ValueError(f"unknown correspondence {self.correspondence!r}; expected one of {CORRESPONDENCES}")
-        if self.beta < 0 or self.share_floor < 0 or self.recon_sigma <= 0 or self.silhouette_weight < 0:
-            raise ValueError(f"need beta >= 0, share_floor >= 0, recon_sigma > 0, silhouette_weight >= 0; got "
-                             f"{self.beta}, {self.share_floor}, {self.recon_sigma}, {self.silhouette_weight}")
+        if (self.beta < 0 or self.share_floor < 0 or self.recon_sigma <= 0 or self.silhouette_weight < 0
+                or self.outline_weight < 0):
+            raise ValueError(f"need beta >= 0, share_floor >= 0, recon_sigma > 0, silhouette_weight >= 0, "
+                             f"outline_weight >= 0; got {self.beta}, {self.share_floor}, {self.recon_sigma}, "
+                             f"{self.silhouette_weight}, {self.outline_weight}")
 
 
 def match_slots(mu0: torch.Tensor, mu1: torch.Tensor) -> torch.Tensor:
@@ -185,6 +189,15 @@ def slot_pair_loss(model: SlotVAE, frame0: torch.Tensor, frame1: torch.Tensor, s
         silhouette = silhouette_divergence(rendered.silhouette_logits, rendered.masks)
         loss = loss + settings.silhouette_weight * silhouette
         logs["silhouette"] = silhouette.detach()
+    if settings.outline_weight > 0:
+        if model.outline_head is None:
+            raise ValueError("outline_weight > 0 needs a model built with an outline head (outline_size > 0)")
+        attention = torch.cat([slots0.attention, slots1.attention])
+        targets = canonical_masks(rendered.masks, model.attention_frames(attention, model.resolution),
+                                  model.outline_head.size)
+        outline = outline_loss(model.outline_head(latents), targets)
+        loss = loss + settings.outline_weight * outline
+        logs["outline"] = outline.detach()
     nll = mse * values_per_image / (2 * settings.recon_sigma**2) + 0.5 * values_per_image * math.log(
         2 * math.pi * settings.recon_sigma**2)
     return loss, {"loss": loss.detach(), "mse": mse.detach(), "kl": kl.detach(), "neg_elbo": (nll + kl).detach(),

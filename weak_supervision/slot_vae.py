@@ -15,11 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from einops import rearrange
 from torch import nn
 
 from slots.glimpse import SlotGlimpse
 from slots.model import SlotAutoencoder, SlotAutoencoderOutput
 from slots.set_prediction import attention_geometry
+from weak_supervision.outline import OutlineHead, canonical_masks
 
 
 @dataclass
@@ -41,7 +43,7 @@ class SlotVAE(SlotAutoencoder):
     """
 
     def __init__(self, latent_dim: int = 10, initial_logvar: float = -4.0, glimpse_size: int = 0,
-                 **autoencoder_kwargs) -> None:
+                 outline_size: int = 0, outline_input: bool = False, **autoencoder_kwargs) -> None:
         if latent_dim < 1:
             raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
         super().__init__(**autoencoder_kwargs, decoder_input_dim=latent_dim)
@@ -51,8 +53,14 @@ class SlotVAE(SlotAutoencoder):
         # glimpse (the pixels and the slot's attention around its centroid, slots/glimpse.py) lets the
         # posterior read shape too.
         self.glimpse = SlotGlimpse(glimpse_size, out_dim=slot_dim) if glimpse_size else None
-        head_in = slot_dim * (2 if glimpse_size else 1)
+        # or (cheaper) the slot's attention resampled in its own frame, the outline head's grid
+        if outline_input and not outline_size:
+            raise ValueError("outline_input reads the slot's attention on the outline grid: set outline_size")
+        self.outline_input = outline_input
+        head_in = slot_dim * (2 if glimpse_size else 1) + (outline_size**2 if outline_input else 0)
         self.to_posterior = nn.Sequential(nn.LayerNorm(head_in), nn.Linear(head_in, 2 * latent_dim))
+        # draws each slot's outline in its own frame from its latent (weak_supervision.outline)
+        self.outline_head = OutlineHead(latent_dim, outline_size) if outline_size else None
         self._start_with_small_variance(initial_logvar)
 
     @torch.no_grad()
@@ -73,7 +81,7 @@ class SlotVAE(SlotAutoencoder):
     def posterior(self, slot_states: torch.Tensor, images: torch.Tensor | None = None,
                   attention: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, logvar), each [B, K, Z]; a model with a glimpse also reads the images [B, 3, H, W] around each
-        slot's attention [B, K, N]."""
+        slot's attention [B, K, N], one with `outline_input` that attention resampled in the slot's frame."""
         inputs = slot_states
         if self.glimpse is not None:
             if images is None or attention is None:
@@ -81,6 +89,13 @@ class SlotVAE(SlotAutoencoder):
             grid = self.feature_grid(images.shape[-2:])
             centres = attention_geometry(attention, *grid)[..., 1:3]
             inputs = torch.cat([slot_states, self.glimpse(images, attention, centres, grid)], dim=-1)
+        if self.outline_input:
+            if attention is None:
+                raise ValueError("this slot VAE reads each slot's attention in its own frame: pass the attention")
+            grid = self.feature_grid(self.resolution)
+            maps = rearrange(attention, "b k (h w) -> b k h w", h=grid[0], w=grid[1])
+            outline = canonical_masks(maps, self.attention_frames(attention, self.resolution), self.outline_head.size)
+            inputs = torch.cat([inputs, rearrange(outline, "b k h w -> b k (h w)")], dim=-1)
         mu, logvar = self.to_posterior(inputs).chunk(2, dim=-1)
         return mu, logvar
 

@@ -19,9 +19,12 @@ from weak_supervision.slot_vae import SlotVAE
 
 
 def build_slot_vae(config: RunConfig) -> SlotVAE:
-    return SlotVAE(config.weak_slots.latent_dim, config.weak_slots.initial_logvar, config.weak_slots.glimpse_size,
+    options = config.weak_slots
+    return SlotVAE(options.latent_dim, options.initial_logvar, options.glimpse_size,
+                   options.outline_size if options.outline_weight > 0 else 0,
+                   options.outline_input and options.outline_weight > 0,
                    resolution=(config.data.resolution, config.data.resolution),
-                   silhouette_head=config.weak_slots.silhouette_weight > 0, **asdict(config.model))
+                   silhouette_head=options.silhouette_weight > 0, **asdict(config.model))
 
 
 class WeakSlotsTask(DiscoveryTask):
@@ -36,7 +39,8 @@ class WeakSlotsTask(DiscoveryTask):
             self.settings = SlotPairSettings(method=options.method, beta=options.beta,
                                              correspondence=options.correspondence,
                                              share_floor=options.share_floor, recon_sigma=options.recon_sigma,
-                                             silhouette_weight=options.silhouette_weight)
+                                             silhouette_weight=options.silhouette_weight,
+                                             outline_weight=options.outline_weight)
         except ValueError as error:
             raise ConfigError(f"weak_slots: {error}") from None
         fade = (options.mask_prior_fade_start, options.mask_prior_fade_steps)
@@ -45,6 +49,11 @@ class WeakSlotsTask(DiscoveryTask):
         if options.glimpse_size != 0 and options.glimpse_size < 4:
             raise ConfigError("weak_slots.glimpse_size must be 0 (no glimpse) or >= 4 pixels, "
                               f"got {options.glimpse_size}")
+        if options.outline_input and options.outline_weight <= 0:
+            raise ConfigError("weak_slots.outline_input feeds the outline grid to the posterior; it needs "
+                              "weak_slots.outline_weight > 0")
+        if options.outline_weight > 0 and options.outline_size < 2:
+            raise ConfigError(f"weak_slots.outline_size must be >= 2 cells, got {options.outline_size}")
         if not 0 <= options.mask_prior_floor < 1:
             raise ConfigError(f"weak_slots.mask_prior_floor must be in [0, 1), got {options.mask_prior_floor}")
         if options.silhouette_weight > 0 and config.model.mask_prior != "attention":
