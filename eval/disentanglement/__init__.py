@@ -11,7 +11,7 @@ from eval.disentanglement.beta_vae import (
     beta_vae_features,
     beta_vae_score,
 )
-from eval.disentanglement.dci import IMPORTANCE_MODELS, dci, dci_from_importance, factor_importance, importance_matrix
+from eval.disentanglement.dci import IMPORTANCE_MODELS, dci, dci_from_importance, factor_importance
 from eval.disentanglement.errors import MetricInputError
 from eval.disentanglement.evaluate import (
     ALL_METRICS,
@@ -77,7 +77,6 @@ __all__ = [
     "factor_vae_votes",
     "global_variances",
     "histogram_discretize",
-    "importance_matrix",
     "mig",
     "mig_from_mutual_info",
     "modularity",

@@ -94,21 +94,6 @@ def factor_importance(
     return r, train_acc, test_acc
 
 
-def importance_matrix(
-    train_reps: np.ndarray,
-    train_factors: np.ndarray,
-    test_reps: np.ndarray,
-    test_factors: np.ndarray,
-    importance_model: str = "gbt",
-    rng: np.random.Generator | None = None,
-    progress: bool = False,
-) -> tuple[np.ndarray, float, float]:
-    """(R [num_codes, num_factors], mean train accuracy, mean test accuracy), one classifier per factor."""
-    r, train_acc, test_acc = factor_importance(train_reps, train_factors, test_reps, test_factors,
-                                               importance_model, rng, progress)
-    return r, float(train_acc.mean()), float(test_acc.mean())
-
-
 def _one_minus_entropy(p: np.ndarray, axis: int, base: int) -> np.ndarray:
     """1 - H_base of the distributions along `axis` of a nonnegative array (0 log 0 = 0).
 
@@ -160,11 +145,11 @@ def dci(
     """
     xtr, ytr, xte, yte = check_train_test(train_reps, train_factors, test_reps, test_factors, min_codes=2,
                                           min_factors=2)
-    r, train_acc, test_acc = importance_matrix(xtr, ytr, xte, yte, importance_model, rng, progress)
+    r, train_acc, test_acc = factor_importance(xtr, ytr, xte, yte, importance_model, rng, progress)
     disentanglement, completeness = dci_from_importance(r)
     return {
         "dci_disentanglement": disentanglement,
         "dci_completeness": completeness,
-        "dci_informativeness_train": train_acc,
-        "dci_informativeness_test": test_acc,
+        "dci_informativeness_train": float(train_acc.mean()),
+        "dci_informativeness_test": float(test_acc.mean()),
     }
