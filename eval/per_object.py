@@ -291,13 +291,17 @@ def run_object_scores(model: torch.nn.Module, config, eval_urls: list[str], max_
                          dci_importance_model=options.dci_importance_model)
 
 
+def frame_entries(config, with_frame: bool = True) -> int:
+    """How many entries at the end of a run's slot representations are its frame (0 without slot frames)."""
+    return len(FRAME_CODES) if with_frame and config.model.slot_frames != "none" else 0
+
+
 def run_object_readout(points: ObjectPoints, config, with_frame: bool = True) -> list[dict]:
     """`factor_readout` of a run's points (`run_object_points`), on the same fit/test split as its scores."""
     options = config.weak_slots
     train, test = split_points(points, TRAIN_FRACTION)
     dim = train.arrays()[0].shape[1]
-    has_frame = with_frame and config.model.slot_frames != "none"
-    names = code_names(dim - len(FRAME_CODES) if has_frame else dim, dim)
+    names = code_names(dim - frame_entries(config, with_frame), dim)
     return factor_readout(train, test, names, seed=options.metric_seed,
                           importance_model=options.dci_importance_model)
 
@@ -333,8 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         readout = run_object_readout(points, trained.config, with_frame=not args.vector_only) if args.readout else None
         true_scores = None
         if args.true_codes:
-            has_frame = not args.vector_only and trained.config.model.slot_frames != "none"
-            true_points = with_true_codes(points, args.true_codes, len(FRAME_CODES) if has_frame else 0)
+            true_points = with_true_codes(points, args.true_codes,
+                                          frame_entries(trained.config, with_frame=not args.vector_only))
             true_scores = run_object_scores(trained.model, trained.config, eval_urls, points=true_points)
     except (ConfigError, DataError, FileNotFoundError, MetricInputError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -176,7 +176,8 @@ def slot_pair_loss(model: SlotVAE, frame0: torch.Tensor, frame1: torch.Tensor, s
         kind = "gvae" if settings.method == "ada_gvae" else "mlvae"
         posterior0, posterior1 = aggregate_pair(slots0.mu, slots0.logvar, slots1.mu, slots1.logvar, shared, kind)
     latents = torch.cat([sample(*posterior0, generator, warmup), sample(*posterior1, generator, warmup)])
-    rendered = model.render(latents, torch.cat([slots0.attention, slots1.attention]))
+    attention = torch.cat([slots0.attention, slots1.attention])
+    rendered = model.render(latents, attention)
     reconstruction, target = rendered.reconstruction, torch.cat([frame0, frame1])
     mse = F.mse_loss(reconstruction.float(), target)
     kl = torch.cat([kl_to_prior(*posterior0), kl_to_prior(*posterior1)]).mean()
@@ -192,7 +193,6 @@ def slot_pair_loss(model: SlotVAE, frame0: torch.Tensor, frame1: torch.Tensor, s
     if settings.outline_weight > 0:
         if model.outline_head is None:
             raise ValueError("outline_weight > 0 needs a model built with an outline head (outline_size > 0)")
-        attention = torch.cat([slots0.attention, slots1.attention])
         targets = canonical_masks(rendered.masks, model.attention_frames(attention, model.resolution),
                                   model.outline_head.size)
         outline = outline_loss(model.outline_head(latents), targets)
