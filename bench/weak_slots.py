@@ -12,6 +12,7 @@ once to bind and once to refine both frames; `hungarian`: scipy matching on the 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
@@ -21,16 +22,16 @@ import torch.nn.functional as F
 from bench.set_prediction import median_ms
 from training.config import build_config, load_yaml, parse_override, preset_path
 from training.tasks.discovery import DiscoveryTask
-from training.tasks.weak_slots import build_slot_vae
-from weak_supervision.slot_pairs import SlotPairSettings, match_slots, slot_pair_loss
+from training.tasks.weak_slots import WeakSlotsTask, build_slot_vae
+from weak_supervision.slot_pairs import match_slots, slot_pair_loss
 
-#: name -> pair-objective settings of each timed slot VAE variant
+#: name -> (method, correspondence) of each timed slot VAE variant; the rest is the preset's
 VARIANTS = {
-    "slot VAE, no pairing": SlotPairSettings(method="slot_vae"),
-    "Ada-GVAE, correspondence init (preset)": SlotPairSettings(method="ada_gvae", correspondence="init"),
-    "Ada-GVAE, init_hungarian": SlotPairSettings(method="ada_gvae", correspondence="init_hungarian"),
-    "Ada-GVAE, hungarian": SlotPairSettings(method="ada_gvae", correspondence="hungarian"),
-    "Ada-ML-VAE, init": SlotPairSettings(method="ada_mlvae", correspondence="init"),
+    "slot VAE, no pairing": ("slot_vae", "init"),
+    "Ada-GVAE, correspondence init (preset)": ("ada_gvae", "init"),
+    "Ada-GVAE, init_hungarian": ("ada_gvae", "init_hungarian"),
+    "Ada-GVAE, hungarian": ("ada_gvae", "hungarian"),
+    "Ada-ML-VAE, init": ("ada_mlvae", "init"),
 }
 
 
@@ -65,7 +66,9 @@ def main(argv: list[str] | None = None) -> None:
     autoencoder = DiscoveryTask(default).build_model().train()
     steps = {"baseline: autoencoder, both frames": training_step(
         autoencoder, lambda: F.mse_loss(autoencoder(images).reconstruction, images))}
-    for name, settings in VARIANTS.items():
+    preset = WeakSlotsTask(weak).settings  # beta, the outline head's weight, ...: as the preset trains
+    for name, (method, correspondence) in VARIANTS.items():
+        settings = replace(preset, method=method, correspondence=correspondence)
         model = build_slot_vae(weak).train()
         steps[name] = training_step(model, lambda m=model, s=settings: slot_pair_loss(m, frame0, frame1, s)[0])
 

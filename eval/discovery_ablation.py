@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         print(f"no finished runs under {args.out / 'runs'} yet", file=sys.stderr)
         return 0
-    write_results(args.out, rows, COLUMNS, markdown(rows, args.overrides), plot_from(args.out, plan), start)
+    write_results(args.out, rows, COLUMNS, markdown(rows, args.overrides), plot_from(args.out, plan), start,
+                  args.readme, "discovery_ablation")
     return 0
 
 

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from eval.readme_block import ReadmeBlockError, write_block
+
 ROOT = Path(__file__).resolve().parent.parent
 #: Config sections a task does not read may differ between a finished run and the settings asked for now.
 IGNORED_SECTIONS = {"discovery": ("set_prediction.", "vae.", "weak_slots.", "dinosaur.", "backbone."),
@@ -122,13 +124,18 @@ def study_parser(description: str, default_out: str) -> argparse.ArgumentParser:
                         help="comma-separated training seeds (default: 0,1,2)")
     parser.add_argument("--finished-only", action="store_true",
                         help="train nothing: summarise the runs that have finished so far")
+    parser.add_argument("--readme", type=Path, default=None, metavar="README.md",
+                        help="also write the table and plot between this study's markers in that file "
+                             "(<!-- NAME:begin --> ... <!-- NAME:end -->, NAME the study's module name)")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="applied to every run")
     return parser
 
 
 def write_results(out: Path, rows: list[dict], columns: Sequence[str], table: str,
-                  plot: Callable[[list[dict], Path], None], start: float) -> None:
-    """results.csv (one row per run), results.md (the table) and results.png, then the table on stdout."""
+                  plot: Callable[[list[dict], Path], None], start: float,
+                  readme: Path | None = None, readme_block: str = "") -> None:
+    """results.csv (one row per run), results.md (the table) and results.png, then the table on stdout;
+    with `readme`, the table and plot also replace the `readme_block` block of that file."""
     out.mkdir(parents=True, exist_ok=True)
     with (out / "results.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(columns))
@@ -136,4 +143,9 @@ def write_results(out: Path, rows: list[dict], columns: Sequence[str], table: st
         writer.writerows(rows)
     (out / "results.md").write_text(table)
     plot(rows, out / "results.png")
+    if readme is not None:
+        try:
+            write_block(readme, readme_block, table, out / "results.png")
+        except ReadmeBlockError as error:
+            raise SystemExit(f"error: {error}") from None
     print(table + f"wrote {out / 'results.csv'}, results.md, results.png in {(time.time() - start) / 60:.1f} min")

@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         return 0
     summary, correlation = medians(rows), spearman_by_group(rows)
-    write_results(args.out, rows, COLUMNS, markdown(rows, summary, correlation, args.overrides), plot, start)
+    write_results(args.out, rows, COLUMNS, markdown(rows, summary, correlation, args.overrides), plot, start,
+                  args.readme, "weak_study")
     return 0
 
 

@@ -576,6 +576,12 @@ def test_weak_slots_comparison_end_to_end(tmp_path):
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert [row["model"] for row in rows] == ["autoencoder", "slot_vae", "ada_gvae"]
     assert "undecided" in (out / "results.md").read_text() and (out / "results.png").is_file()
+    readme = tmp_path / "README.md"  # --readme: the same table and the plot, into the README's block
+    readme.write_text("text\n<!-- weak_slots_study:begin -->\nstale\n<!-- weak_slots_study:end -->\nmore\n")
+    assert study(["--out", str(out), "--seeds", "0", "--finished-only", "--readme", str(readme)]) == 0
+    written = readme.read_text()
+    assert "stale" not in written and (out / "results.md").read_text().strip() in written
+    assert "![weak_slots_study](study/results.png)" in written and written.endswith("end -->\nmore\n")
     from eval.per_object import main as per_object  # the readout of a finished run, from the command line
 
     run = out / "runs" / "ada_gvae-seed0"
@@ -624,3 +630,15 @@ def test_the_weak_slots_preset_builds_on_the_default_run():
     assert (weak.train.max_steps, weak.train.time_limit_minutes) == (default.train.max_steps,
                                                                      default.train.time_limit_minutes)
     assert asdict(weak.data) == asdict(default.data)
+
+
+def test_weak_slots_table_lists_every_seed_and_marks_a_missing_one():
+    from eval.weak_slots_study import per_seed
+
+    rows = [{"model": "slot_vae", "seed": seed, "fg_ari": ari, "object_dci_disentanglement": dci, "steps": 5000}
+            for seed, ari, dci in ((0, 0.9, 0.41), (2, 0.8, 0.43))]
+    rows.append({"model": "ada_gvae", "seed": 1, "fg_ari": 0.7, "object_dci_disentanglement": None, "steps": 4000})
+    header, _, slot_vae, ada_gvae = per_seed(rows)
+    assert "seeds 0 / 1 / 2" in header
+    assert slot_vae == "| slot_vae | 0.900 / - / 0.800 | 0.410 / - / 0.430 | 5000 / - / 5000 |"
+    assert ada_gvae == "| ada_gvae | - / 0.700 / - | - / - / - | - / 4000 / - |"

@@ -1,0 +1,49 @@
+"""Write a study's table and plot into a marked block of a README, so the published figures are the ones
+the study command computed and a rerun replaces them instead of leaving a hand-copied table stale.
+
+The block is delimited by two HTML comments (invisible when the Markdown is rendered):
+
+    <!-- weak_slots_study:begin -->
+    ...replaced on every run...
+    <!-- weak_slots_study:end -->
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class ReadmeBlockError(ValueError):
+    """The README cannot take the block: missing file, missing, repeated or misordered markers."""
+
+
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
+def block_text(name: str, table: str, plot: Path | None, readme: Path) -> str:
+    """The block's content: the table, then the plot linked relative to the README's folder."""
+    lines = [table.rstrip("\n")]
+    if plot is not None:
+        link = Path(os.path.relpath(plot.resolve(), readme.resolve().parent)).as_posix()
+        lines += ["", f"![{name}]({link})"]
+    return "\n".join(lines)
+
+
+def write_block(readme: Path, name: str, table: str, plot: Path | None = None) -> None:
+    """Replace what lies between the `name` markers of `readme` with `table` (and a link to `plot`)."""
+    if not readme.is_file():
+        raise ReadmeBlockError(f"{readme}: no such file to write the {name} table into")
+    text = readme.read_text()
+    begin, end = markers(name)
+    counts = (text.count(begin), text.count(end))
+    if counts != (1, 1):
+        raise ReadmeBlockError(f"{readme}: expected the markers {begin!r} and {end!r} once each, found them "
+                               f"{counts[0]} and {counts[1]} times; add them where the table should go")
+    start, stop = text.index(begin) + len(begin), text.index(end)
+    if stop < start:
+        raise ReadmeBlockError(f"{readme}: {end!r} comes before {begin!r}")
+    updated = f"{text[:start]}\n{block_text(name, table, plot, readme)}\n{text[stop:]}"
+    partial = readme.with_name(f".{readme.name}.partial")
+    partial.write_text(updated)
+    partial.replace(readme)  # atomic: a crash leaves the old README, never half of one

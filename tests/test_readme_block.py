@@ -1,0 +1,66 @@
+"""A study writes its table and plot into the README's marked block, and only there."""
+from pathlib import Path
+
+import pytest
+
+from eval.readme_block import ReadmeBlockError, write_block
+
+README = """# Title
+
+Before the table.
+
+<!-- study:begin -->
+| old | table |
+<!-- study:end -->
+
+After the table.
+"""
+
+
+def test_the_block_is_replaced_and_the_rest_kept(tmp_path: Path):
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    plot = tmp_path / "results" / "study" / "results.png"
+    write_block(readme, "study", "| new | table |\n", plot)
+    text = readme.read_text()
+    assert "old" not in text and "| new | table |" in text
+    assert "![study](results/study/results.png)" in text  # relative to the README's folder
+    assert text.startswith("# Title\n\nBefore the table.\n\n<!-- study:begin -->\n| new | table |")
+    assert text.endswith("<!-- study:end -->\n\nAfter the table.\n")
+
+
+def test_writing_twice_gives_the_same_file(tmp_path: Path):
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    write_block(readme, "study", "| a |", None)
+    once = readme.read_text()
+    write_block(readme, "study", "| a |", None)
+    assert readme.read_text() == once
+    assert once.count("| a |") == 1 and "![" not in once
+
+
+def test_a_plot_outside_the_readme_folder_is_linked_with_dots(tmp_path: Path):
+    (tmp_path / "docs").mkdir()
+    readme = tmp_path / "docs" / "README.md"
+    readme.write_text(README)
+    write_block(readme, "study", "| a |", tmp_path / "out" / "results.png")
+    assert "![study](../out/results.png)" in readme.read_text()
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("# no markers\n", "found them 0 and 0 times"),
+    (README + "<!-- study:begin -->\n", "found them 2 and 1 times"),
+    ("<!-- study:end -->\n<!-- study:begin -->\n", "comes before"),
+])
+def test_bad_markers_are_named_and_the_file_left_alone(tmp_path: Path, text: str, problem: str):
+    readme = tmp_path / "README.md"
+    readme.write_text(text)
+    with pytest.raises(ReadmeBlockError, match=problem) as error:
+        write_block(readme, "study", "| a |")
+    assert str(readme) in str(error.value)
+    assert readme.read_text() == text
+
+
+def test_a_missing_readme_is_an_error_naming_it(tmp_path: Path):
+    with pytest.raises(ReadmeBlockError, match="no such file"):
+        write_block(tmp_path / "README.md", "study", "| a |")
