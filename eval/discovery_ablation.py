@@ -21,7 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.study_runner import PlannedRun, ensure_run, read_metrics, run_dir, study_parser, write_results
+from eval.study_runner import PlannedRun, check_readme, ensure_run, read_metrics, run_dir, study_parser, write_results
+
+#: The README block `--readme` writes: between <!-- discovery_ablation:begin --> and <!-- discovery_ablation:end -->.
+README_BLOCK = "discovery_ablation"
 
 #: variant -> overrides of the default preset that undo one of its choices
 VARIANTS = {
@@ -109,6 +112,7 @@ def plot_from(out: Path, plan: list[tuple[str, int, PlannedRun]]):
 def main(argv: list[str] | None = None) -> int:
     parser = study_parser(__doc__, "runs/discovery_ablation")
     args = parser.parse_args(argv)
+    check_readme(args.readme, README_BLOCK)
     start = time.time()
     plan = [("default", seed, planned_run("default", seed, args.overrides)) for seed in args.seeds]
     plan += [(variant, args.seeds[0], planned_run(variant, args.seeds[0], args.overrides))
@@ -122,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no finished runs under {args.out / 'runs'} yet", file=sys.stderr)
         return 0
     write_results(args.out, rows, COLUMNS, markdown(rows, args.overrides), plot_from(args.out, plan), start,
-                  args.readme, "discovery_ablation")
+                  args.readme, README_BLOCK)
     return 0
 
 

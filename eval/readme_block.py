@@ -30,8 +30,9 @@ def block_text(name: str, table: str, plot: Path | None, readme: Path) -> str:
     return "\n".join(lines)
 
 
-def write_block(readme: Path, name: str, table: str, plot: Path | None = None) -> None:
-    """Replace what lies between the `name` markers of `readme` with `table` (and a link to `plot`)."""
+def block_span(readme: Path, name: str) -> tuple[str, int, int]:
+    """The README's text and where the `name` block's content starts and stops; raises ReadmeBlockError
+    naming the file and what is wrong, so a study can check its target before hours of training."""
     if not readme.is_file():
         raise ReadmeBlockError(f"{readme}: no such file to write the {name} table into")
     text = readme.read_text()
@@ -43,6 +44,12 @@ def write_block(readme: Path, name: str, table: str, plot: Path | None = None) -
     start, stop = text.index(begin) + len(begin), text.index(end)
     if stop < start:
         raise ReadmeBlockError(f"{readme}: {end!r} comes before {begin!r}")
+    return text, start, stop
+
+
+def write_block(readme: Path, name: str, table: str, plot: Path | None = None) -> None:
+    """Replace what lies between the `name` markers of `readme` with `table` (and a link to `plot`)."""
+    text, start, stop = block_span(readme, name)
     updated = f"{text[:start]}\n{block_text(name, table, plot, readme)}\n{text[stop:]}"
     partial = readme.with_name(f".{readme.name}.partial")
     partial.write_text(updated)

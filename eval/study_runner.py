@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from eval.readme_block import ReadmeBlockError, write_block
+from eval.readme_block import ReadmeBlockError, block_span, write_block
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Config sections a task does not read may differ between a finished run and the settings asked for now.
@@ -129,6 +129,15 @@ def study_parser(description: str, default_out: str) -> argparse.ArgumentParser:
                              "(<!-- NAME:begin --> ... <!-- NAME:end -->, NAME the study's module name)")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="applied to every run")
     return parser
+
+
+def check_readme(readme: Path | None, block: str) -> None:
+    """Stop at start-up, not after the last run has trained, if `--readme` cannot take the study's block."""
+    if readme is not None:
+        try:
+            block_span(readme, block)
+        except ReadmeBlockError as error:
+            raise SystemExit(f"error: {error}") from None
 
 
 def write_results(out: Path, rows: list[dict], columns: Sequence[str], table: str,

@@ -19,7 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.study_runner import PlannedRun, ensure_run, read_metrics, study_parser, write_results
+from eval.study_runner import PlannedRun, check_readme, ensure_run, read_metrics, study_parser, write_results
+
+#: The README block `--readme` writes: between <!-- weak_slots_study:begin --> and <!-- weak_slots_study:end -->.
+README_BLOCK = "weak_slots_study"
 
 #: name -> (preset, overrides) of the three compared models: the default run's autoencoder and the slot VAEs
 #: built on the same model options (configs/weak_slots.yaml), at the same budget.
@@ -132,6 +135,7 @@ def plot(rows: list[dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = study_parser(__doc__, "runs/weak_slots_study")
     args = parser.parse_args(argv)
+    check_readme(args.readme, README_BLOCK)
     start = time.time()
     plan = [(model, seed, planned_run(args.out, model, seed, args.overrides))
             for seed in args.seeds for model in MODELS]
@@ -147,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no finished runs under {args.out / 'runs'} yet", file=sys.stderr)
         return 0
     write_results(args.out, rows, COLUMNS, markdown(medians(rows), args.overrides, rows), plot, start,
-                  args.readme, "weak_slots_study")
+                  args.readme, README_BLOCK)
     return 0
 
 

@@ -18,7 +18,10 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from eval.study_runner import PlannedRun, ensure_run, read_metrics, study_parser, write_results
+from eval.study_runner import PlannedRun, check_readme, ensure_run, read_metrics, study_parser, write_results
+
+#: The README block `--readme` writes: between <!-- weak_study:begin --> and <!-- weak_study:end -->.
+README_BLOCK = "weak_study"
 
 #: (method, beta) of the study: the paper's weak methods and beta-VAE at three strengths.
 SETTINGS = (("ada_gvae", 1.0), ("ada_mlvae", 1.0), ("beta_vae", 1.0), ("beta_vae", 4.0), ("beta_vae", 16.0))
@@ -121,6 +124,7 @@ def plot(rows: list[dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = study_parser(__doc__, "runs/weak_study")
     args = parser.parse_args(argv)
+    check_readme(args.readme, README_BLOCK)
     start = time.time()
     plan = [planned_run(method, beta, seed, args.overrides) for seed in args.seeds for method, beta in SETTINGS]
     if args.finished_only:
@@ -139,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     summary, correlation = medians(rows), spearman_by_group(rows)
     write_results(args.out, rows, COLUMNS, markdown(rows, summary, correlation, args.overrides), plot, start,
-                  args.readme, "weak_study")
+                  args.readme, README_BLOCK)
     return 0
 
 

@@ -1,4 +1,5 @@
 """A study writes its table and plot into the README's marked block, and only there."""
+import importlib
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,17 @@ def test_bad_markers_are_named_and_the_file_left_alone(tmp_path: Path, text: str
 def test_a_missing_readme_is_an_error_naming_it(tmp_path: Path):
     with pytest.raises(ReadmeBlockError, match="no such file"):
         write_block(tmp_path / "README.md", "study", "| a |")
+
+
+@pytest.mark.parametrize("study", ["eval.weak_slots_study", "eval.weak_study", "eval.discovery_ablation"])
+def test_a_study_refuses_a_readme_without_its_markers_before_training_anything(tmp_path: Path, study: str):
+    """The check comes first: `--finished-only` on an empty folder would otherwise return quietly, and a
+    full study would only find out after its last run."""
+    readme = tmp_path / "README.md"
+    readme.write_text(README)  # markers of another block only
+    main = importlib.import_module(study).main
+    with pytest.raises(SystemExit, match=f"{study.split('.')[1]}:begin") as error:
+        main(["--out", str(tmp_path / "study"), "--seeds", "0", "--readme", str(readme)])
+    assert str(readme) in str(error.value)
+    assert not (tmp_path / "study").exists()  # nothing trained, nothing written
+    assert readme.read_text() == README
