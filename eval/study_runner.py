@@ -131,13 +131,20 @@ def study_parser(description: str, default_out: str) -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def readme_errors() -> Iterator[None]:
+    """A README that cannot take the block ends the study with the one-line error, not a traceback."""
+    try:
+        yield
+    except ReadmeBlockError as error:
+        raise SystemExit(f"error: {error}") from None
+
+
 def check_readme(readme: Path | None, block: str) -> None:
     """Stop at start-up, not after the last run has trained, if `--readme` cannot take the study's block."""
     if readme is not None:
-        try:
+        with readme_errors():
             block_span(readme, block)
-        except ReadmeBlockError as error:
-            raise SystemExit(f"error: {error}") from None
 
 
 def write_results(out: Path, rows: list[dict], columns: Sequence[str], table: str,
@@ -153,8 +160,6 @@ def write_results(out: Path, rows: list[dict], columns: Sequence[str], table: st
     (out / "results.md").write_text(table)
     plot(rows, out / "results.png")
     if readme is not None:
-        try:
+        with readme_errors():
             write_block(readme, readme_block, table, out / "results.png")
-        except ReadmeBlockError as error:
-            raise SystemExit(f"error: {error}") from None
     print(table + f"wrote {out / 'results.csv'}, results.md, results.png in {(time.time() - start) / 60:.1f} min")

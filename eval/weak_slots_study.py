@@ -97,15 +97,14 @@ def per_seed(rows: list[dict]) -> list[str]:
     return lines
 
 
-def markdown(summary: list[dict], overrides: list[str], rows: list[dict] = ()) -> str:
+def markdown(summary: list[dict], overrides: list[str], rows: list[dict]) -> str:
     lines = ["| model | seeds | median FG-ARI | median per-object DCI disentanglement | completeness | MIG | SAP "
              "| modularity | objects matched | DCI of the vector alone |", "|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {s['model']} | {s['seeds']} | {s['fg_ari']:.3f} | {s['object_dci_disentanglement']:.3f} "
               f"| {s['object_dci_completeness']:.3f} | {s['object_mig']:.3f} | {s['object_sap']:.3f} "
               f"| {s['object_modularity']:.3f} | {s['object_matched_fraction']:.2f} "
               f"| {s['object_vector_dci_disentanglement']:.3f} |" for s in summary]
-    if rows:
-        lines += ["", *per_seed(list(rows))]
+    lines += ["", *per_seed(rows)]
     lines += ["", f"Bar (median per-object DCI of ada_gvae >= both baselines + {DCI_MARGIN}, FG-ARI at most "
                   f"{FG_ARI_TOLERANCE} below the autoencoder): {verdict(summary)}",
               f"Overrides: {' '.join(overrides) or '(presets as they are)'}; per-run rows in the CSV."]
