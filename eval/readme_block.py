@@ -30,6 +30,17 @@ def block_text(name: str, table: str, plot: Path | None, readme: Path) -> str:
     return "\n".join(lines)
 
 
+def marker_offsets(text: str, marker: str) -> list[tuple[int, int]]:
+    """(start, end) of every line that is exactly `marker` (surrounding spaces aside): a marker quoted in
+    prose, e.g. in backticks, is documentation, not a block boundary."""
+    offsets, position = [], 0
+    for line in text.splitlines(keepends=True):
+        if line.strip() == marker:
+            offsets.append((position, position + len(line.rstrip("\r\n"))))
+        position += len(line)
+    return offsets
+
+
 def block_span(readme: Path, name: str) -> tuple[str, int, int]:
     """The README's text and where the `name` block's content starts and stops; raises ReadmeBlockError
     naming the file and what is wrong, so a study can check its target before hours of training."""
@@ -37,11 +48,12 @@ def block_span(readme: Path, name: str) -> tuple[str, int, int]:
         raise ReadmeBlockError(f"{readme}: no such file to write the {name} table into")
     text = readme.read_text()
     begin, end = markers(name)
-    counts = (text.count(begin), text.count(end))
-    if counts != (1, 1):
-        raise ReadmeBlockError(f"{readme}: expected the markers {begin!r} and {end!r} once each, found them "
-                               f"{counts[0]} and {counts[1]} times; add them where the table should go")
-    start, stop = text.index(begin) + len(begin), text.index(end)
+    begins, ends = marker_offsets(text, begin), marker_offsets(text, end)
+    if (len(begins), len(ends)) != (1, 1):
+        raise ReadmeBlockError(f"{readme}: expected the markers {begin!r} and {end!r} once each, each on a line "
+                               f"of its own, found them {len(begins)} and {len(ends)} times; add them where "
+                               "the table should go")
+    start, stop = begins[0][1], ends[0][0]
     if stop < start:
         raise ReadmeBlockError(f"{readme}: {end!r} comes before {begin!r}")
     return text, start, stop

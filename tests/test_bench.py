@@ -35,7 +35,9 @@ def test_weak_slots_benchmark_times_every_variant_against_the_autoencoder(capsys
                      "model.mlp_hidden_dim=16", "model.encoder_channels=8", "train.batch_size=2"])
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| ") and not line.startswith("| training step")]
-    assert [row.split(" | ")[0][2:] for row in rows[:-1]] == ["baseline: autoencoder, both frames",
-                                                              *weak_slots.VARIANTS]
+    names = [row.split(" | ")[0][2:] for row in rows[:-1]]
+    assert [name.removesuffix(" (preset)") for name in names] == ["baseline: autoencoder, both frames",
+                                                                   *weak_slots.VARIANTS]
+    assert [name for name in names if name.endswith(" (preset)")] == ["Ada-GVAE, hungarian (preset)"]
     assert rows[0].endswith("| 1.00x |") and all(row.rstrip().endswith("x |") for row in rows)
     assert rows[-1].startswith("| slot matching alone")

@@ -48,6 +48,17 @@ def test_a_plot_outside_the_readme_folder_is_linked_with_dots(tmp_path: Path):
     assert "![study](../out/results.png)" in readme.read_text()
 
 
+def test_markers_quoted_in_prose_are_not_block_boundaries(tmp_path: Path):
+    """Documentation may name the markers (in backticks, mid-sentence); only a marker alone on its line counts."""
+    prose = "The study writes between `<!-- study:begin -->` and `<!-- study:end -->`.\n"
+    readme = tmp_path / "README.md"
+    readme.write_text(prose + README.replace("<!-- study:end -->", "  <!-- study:end -->  "))
+    write_block(readme, "study", "| new |")
+    text = readme.read_text()
+    assert text.startswith(prose) and "old" not in text
+    assert "<!-- study:begin -->\n| new |\n  <!-- study:end -->  \n\nAfter the table.\n" in text
+
+
 @pytest.mark.parametrize("text, problem", [
     ("# no markers\n", "found them 0 and 0 times"),
     (README + "<!-- study:begin -->\n", "found them 2 and 1 times"),
