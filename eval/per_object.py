@@ -7,7 +7,8 @@ scored afterwards, merged into its metrics.json:
     python -m eval.per_object --run runs/<name> [--max-images 500] [--vector-only] [--readout]
 
 `--readout` adds, per true factor, how well DCI's classifier reads it and whether from the slot vector or
-from the slot's frame: where a score comes from, not only how high it is. `--true-codes shape,colour` scores
+from the slot's frame, and per representation entry its weight and score in DCI disentanglement and which
+factors it mixes: where a score comes from, not only how high it is. `--true-codes shape,colour` scores
 the same matched objects with the slot vector replaced by those true factors (the frame kept): what the
 scores would be if the vector coded exactly those factors, the reach of a better latent on this data.
 
@@ -213,11 +214,17 @@ def code_names(vector_dim: int, representation_dim: int) -> list[str]:
 
 
 def factor_readout(train: ObjectPoints, test: ObjectPoints, names: list[str], seed: int = 0,
-                   importance_model: str = "random_forest") -> list[dict]:
-    """Per true factor: how well DCI's classifier reads it from the representation (test accuracy against
-    always guessing the most common value), which share of its importance lies on the frame entries, and
-    its most important entry: which factors a slot holds, and where."""
-    from eval.disentanglement import factor_importance
+                   importance_model: str = "random_forest") -> tuple[list[dict], list[dict]]:
+    """Two views of DCI's importance matrix, from one fit of its classifiers.
+
+    Per true factor: how well the classifier reads it from the representation (test accuracy against always
+    guessing the most common value), which share of its importance lies on the frame entries, and its most
+    important entry: which factors a slot holds, and where. Per representation entry: its weight in DCI
+    disentanglement (share of all importance), its own score (1 - entropy over the factors), their product
+    (its contribution: the contributions sum to the score) and its importance for each factor: which entries
+    hold the score down, and which factors they mix.
+    """
+    from eval.disentanglement import code_disentanglement, factor_importance
 
     train_reps, train_factors = train.arrays()
     test_reps, test_factors = test.arrays()
@@ -225,26 +232,43 @@ def factor_readout(train: ObjectPoints, test: ObjectPoints, names: list[str], se
         raise ValueError(f"{len(names)} code names for {train_reps.shape[1]} representation entries")
     importance, _, test_accuracy = factor_importance(train_reps, train_factors, test_reps, test_factors,
                                                      importance_model, np.random.default_rng(seed))
+    factor_names = list(train.factor_names or [f"factor{k}" for k in range(train_factors.shape[1])])
     frame = np.array([name.startswith("frame_") for name in names])
-    rows = []
-    for k, factor in enumerate(train.factor_names or [f"factor{k}" for k in range(train_factors.shape[1])]):
+    factor_rows = []
+    for k, factor in enumerate(factor_names):
         column = importance[:, k]
         majority = np.bincount(train_factors[:, k].astype(np.int64)).argmax()
-        rows.append({
+        factor_rows.append({
             "factor": factor,
             "test_accuracy": float(test_accuracy[k]),
             "majority_accuracy": float(np.mean(test_factors[:, k] == majority)),
             "frame_share": float(column[frame].sum() / max(column.sum(), 1e-12)),
             "top_code": names[int(column.argmax())],
         })
-    return rows
+    weights, scores = code_disentanglement(importance)
+    code_rows = [{"code": name, "weight": float(weights[j]), "score": float(scores[j]),
+                  "contribution": float(weights[j] * scores[j]),
+                  "importance": {factor: float(importance[j, k]) for k, factor in enumerate(factor_names)}}
+                 for j, name in enumerate(names)]
+    return factor_rows, code_rows
 
 
 def format_readout(rows: list[dict]) -> str:
-    """The readout as a plain-text table."""
+    """The per-factor readout as a plain-text table."""
     lines = [f"{'factor':<14} {'test acc':>9} {'majority':>9} {'frame share':>12}  top code"]
     lines += [f"{r['factor']:<14} {r['test_accuracy']:>9.3f} {r['majority_accuracy']:>9.3f} "
               f"{r['frame_share']:>12.3f}  {r['top_code']}" for r in rows]
+    return "\n".join(lines)
+
+
+def format_code_readout(rows: list[dict]) -> str:
+    """The per-entry view as a plain-text table: weight, score, contribution, then importance per factor."""
+    factors = list(rows[0]["importance"]) if rows else []
+    lines = [f"{'code':<14} {'weight':>7} {'score':>6} {'contrib':>8}  " + " ".join(f"{f[:11]:>11}" for f in factors)]
+    lines += [f"{r['code']:<14} {r['weight']:>7.3f} {r['score']:>6.3f} {r['contribution']:>8.3f}  "
+              + " ".join(f"{r['importance'][f]:>11.3f}" for f in factors) for r in rows]
+    lines.append(f"{'sum':<14} {sum(r['weight'] for r in rows):>7.3f} {'':>6} "
+                 f"{sum(r['contribution'] for r in rows):>8.3f}  (= DCI disentanglement)")
     return "\n".join(lines)
 
 
@@ -296,7 +320,7 @@ def frame_entries(config, with_frame: bool = True) -> int:
     return len(FRAME_CODES) if with_frame and config.model.slot_frames != "none" else 0
 
 
-def run_object_readout(points: ObjectPoints, config, with_frame: bool = True) -> list[dict]:
+def run_object_readout(points: ObjectPoints, config, with_frame: bool = True) -> tuple[list[dict], list[dict]]:
     """`factor_readout` of a run's points (`run_object_points`), on the same fit/test split as its scores."""
     options = config.weak_slots
     train, test = split_points(points, TRAIN_FRACTION)
@@ -323,7 +347,9 @@ def main(argv: list[str] | None = None) -> int:
                              "object_true_codes.json in the run")
     parser.add_argument("--readout", action="store_true",
                         help="also print, per true factor, how well it is read from the slots and whether from "
-                             "the vector or the frame; written to object_readout[_vector].json in the run")
+                             "the vector or the frame, and per entry its weight and score in DCI "
+                             "disentanglement; written to object_readout[_vector].json and "
+                             "object_codes[_vector].json in the run")
     args = parser.parse_args(argv)
 
     from eval.disentanglement import MetricInputError
@@ -356,10 +382,16 @@ def main(argv: list[str] | None = None) -> int:
               + "\n".join(f"{key:<34} {value:.4f}" for key, value in true_scores.items())
               + f"\nwritten to {true_path}")
     if readout is not None:
-        readout_path = args.run / ("object_readout_vector.json" if args.vector_only else "object_readout.json")
-        readout_path.write_text(json.dumps(readout, indent=2))
+        suffix = "_vector" if args.vector_only else ""
+        factor_rows, code_rows = readout
+        readout_path, codes_path = args.run / f"object_readout{suffix}.json", args.run / f"object_codes{suffix}.json"
+        readout_path.write_text(json.dumps(factor_rows, indent=2))
+        codes_path.write_text(json.dumps(code_rows, indent=2))
         print(f"\nper-factor readout (DCI's classifiers, fitted on 2/3 of the matched objects):\n"
-              f"{format_readout(readout)}\nwritten to {readout_path}")
+              f"{format_readout(factor_rows)}\nwritten to {readout_path}")
+        print(f"\nper entry: weight in DCI disentanglement, its own score (1 - entropy over the factors), their "
+              f"product, and its importance for each factor:\n{format_code_readout(code_rows)}\n"
+              f"written to {codes_path}")
     return 0
 
 

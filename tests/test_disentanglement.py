@@ -17,6 +17,7 @@ from eval.disentanglement import (
     beta_vae_features,
     beta_vae_score,
     dci,
+    code_disentanglement,
     dci_from_importance,
     evaluate_all,
     evaluate_arrays,
@@ -177,6 +178,12 @@ def test_dci_from_importance_by_hand():
     assert dci_from_importance(np.eye(3)) == pytest.approx((1.0, 1.0))
     assert dci_from_importance(np.ones((3, 3))) == pytest.approx((0.0, 0.0), abs=1e-12)
     assert dci_from_importance(np.zeros((3, 2))) == pytest.approx((0.0, 0.0), abs=1e-12)
+    # the same matrix per code: weights 0.6 / 0.4 / 0 (row sums of a total of 1), scores 1 / 0 / 0
+    weights, scores = code_disentanglement(r)
+    assert weights == pytest.approx([0.6, 0.4, 0.0], abs=1e-12) and scores == pytest.approx([1.0, 0.0, 0.0])
+    assert float(np.sum(weights * scores)) == pytest.approx(d, abs=1e-12)
+    with pytest.raises(MetricInputError, match="finite and nonnegative"):
+        code_disentanglement(np.array([[0.5, -0.1], [0.2, 0.2]]))
 
 
 @pytest.mark.parametrize("model", ["random_forest", "extra_trees"])

@@ -539,12 +539,29 @@ def test_factor_readout_says_which_factor_is_read_and_from_where():
 
     names = code_names(3, 7)
     assert names == ["z0", "z1", "z2", "frame_x", "frame_y", "frame_scale_x", "frame_scale_y"]
-    rows = {row["factor"]: row for row in factor_readout(points(slice(0, 600)), points(slice(600, 900)), names)}
+    factor_rows, code_rows = factor_readout(points(slice(0, 600)), points(slice(600, 900)), names)
+    rows = {row["factor"]: row for row in factor_rows}
     assert rows["a"]["test_accuracy"] > 0.95 and rows["a"]["frame_share"] > 0.8 and rows["a"]["top_code"] == "frame_x"
     assert rows["b"]["test_accuracy"] > 0.95 and rows["b"]["frame_share"] < 0.2 and rows["b"]["top_code"] == "z1"
     assert rows["c"]["test_accuracy"] < rows["c"]["majority_accuracy"] + 0.08  # noise reads no better than guessing
     assert 0.2 < rows["c"]["majority_accuracy"] < 0.35  # four roughly balanced values
     assert "frame_x" in format_readout(list(rows.values())).splitlines()[1]
+    # per entry: the contributions add up to DCI disentanglement on the same fit (same seed, same classifiers)
+    from eval.disentanglement import dci
+    from eval.per_object import format_code_readout
+
+    expected = dci(reps[:600], factors[:600], reps[600:], factors[600:], "random_forest", np.random.default_rng(0))
+    assert [row["code"] for row in code_rows] == names
+    assert sum(row["contribution"] for row in code_rows) == pytest.approx(expected["dci_disentanglement"])
+    assert sum(row["weight"] for row in code_rows) == pytest.approx(1.0)
+    codes = {row["code"]: row for row in code_rows}
+    noise_codes = [name for name in names if name not in ("z1", "frame_x")]
+    for code, factor in (("z1", "b"), ("frame_x", "a")):  # the clean codes carry the weight, one factor each
+        assert max(codes[code]["importance"], key=codes[code]["importance"].get) == factor
+        assert codes[code]["weight"] > 0.3 and codes[code]["score"] > 0.5
+    for code in noise_codes:  # a noise code serves only the noise factor c: "pure" but light
+        assert codes[code]["weight"] < 0.1 and codes[code]["importance"]["a"] < 0.01 > codes[code]["importance"]["b"]
+    assert format_code_readout(code_rows).splitlines()[-1].split()[2] == f"{expected['dci_disentanglement']:.3f}"
     with pytest.raises(ValueError, match="a representation of 5 entries is neither the 3-entry slot vector"):
         code_names(3, 5)
 
@@ -587,6 +604,10 @@ def test_weak_slots_comparison_end_to_end(tmp_path):
     run = out / "runs" / "ada_gvae-seed0"
     assert per_object(["--run", str(run), "--readout", "--max-images", "16"]) == 0
     readout = json.loads((run / "object_readout.json").read_text())
+    code_rows = json.loads((run / "object_codes.json").read_text())
+    vector_codes = [f"z{i}" for i in range(len(code_rows) - 4)]
+    assert [row["code"] for row in code_rows] == [*vector_codes, "frame_x", "frame_y", "frame_scale_x", "frame_scale_y"]
+    assert sum(row["weight"] for row in code_rows) == pytest.approx(1.0)
     assert {"colour", "shape", "x", "y"} <= {row["factor"] for row in readout}
     names = {f"z{i}" for i in range(16)} | {"frame_x", "frame_y", "frame_scale_x", "frame_scale_y"}
     assert all(0.0 <= row["test_accuracy"] <= 1.0 and 0.0 <= row["frame_share"] <= 1.0 and row["top_code"] in names

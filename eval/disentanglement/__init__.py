@@ -11,7 +11,8 @@ from eval.disentanglement.beta_vae import (
     beta_vae_features,
     beta_vae_score,
 )
-from eval.disentanglement.dci import IMPORTANCE_MODELS, dci, dci_from_importance, factor_importance
+from eval.disentanglement.dci import (IMPORTANCE_MODELS, code_disentanglement, dci, dci_from_importance,
+                                      factor_importance)
 from eval.disentanglement.errors import MetricInputError
 from eval.disentanglement.evaluate import (
     ALL_METRICS,
@@ -66,6 +67,7 @@ __all__ = [
     "beta_vae_score",
     "dci",
     "dci_from_importance",
+    "code_disentanglement",
     "discrete_entropy",
     "evaluate_all",
     "evaluate_arrays",

@@ -107,12 +107,8 @@ def _one_minus_entropy(p: np.ndarray, axis: int, base: int) -> np.ndarray:
     return 1.0 + plogp.sum(axis=axis) / np.log(base)
 
 
-def dci_from_importance(importance: np.ndarray) -> tuple[float, float]:
-    """(disentanglement, completeness) from an importance matrix R [num_codes >= 2, num_factors >= 2].
-
-    If R is all zeros (no classifier used any code) both are 0: the weights become uniform and every
-    per-code / per-factor score is that of a uniform distribution.
-    """
+def checked_importance(importance: np.ndarray) -> np.ndarray:
+    """R as float64 [num_codes >= 2, num_factors >= 2], finite and nonnegative, or a MetricInputError."""
     r = np.asarray(importance, dtype=np.float64)
     if r.ndim != 2:
         raise MetricInputError(f"importance matrix must be 2-D [num_codes, num_factors], got ndim={r.ndim}")
@@ -122,10 +118,27 @@ def dci_from_importance(importance: np.ndarray) -> tuple[float, float]:
         )
     if not np.all(np.isfinite(r)) or np.any(r < 0):
         raise MetricInputError("importance matrix must be finite and nonnegative (no NaN or inf)")
-    per_code = _one_minus_entropy(r, axis=1, base=r.shape[1])
+    return r
+
+
+def code_disentanglement(importance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rho [num_codes], 1 - H_F(P_j) [num_codes]): each code's weight in D and its own score, so that
+    D = sum(rho * score). Where a low D comes from: a code can weigh little, or matter for several factors."""
+    r = checked_importance(importance)
+    weights = r if r.sum() > 0 else np.ones_like(r)
+    return weights.sum(axis=1) / weights.sum(), _one_minus_entropy(r, axis=1, base=r.shape[1])
+
+
+def dci_from_importance(importance: np.ndarray) -> tuple[float, float]:
+    """(disentanglement, completeness) from an importance matrix R [num_codes >= 2, num_factors >= 2].
+
+    If R is all zeros (no classifier used any code) both are 0: the weights become uniform and every
+    per-code / per-factor score is that of a uniform distribution.
+    """
+    r = checked_importance(importance)
+    code_weight, per_code = code_disentanglement(r)
     per_factor = _one_minus_entropy(r, axis=0, base=r.shape[0])
     weights = r if r.sum() > 0 else np.ones_like(r)
-    code_weight = weights.sum(axis=1) / weights.sum()
     factor_weight = weights.sum(axis=0) / weights.sum()
     return float(np.sum(per_code * code_weight)), float(np.sum(per_factor * factor_weight))
 
