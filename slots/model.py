@@ -16,7 +16,7 @@ from slots.frames import InvariantSlotAttention, SlotFrames, frames_from_attenti
 from slots.init import GaussianSlotInit
 
 
-SLOT_FRAMES = ("none", "translation", "translation_scale")
+SLOT_FRAMES = ("none", "translation", "translation_scale", "translation_isotropic")
 # keys in slot frames: the paper's MLP encoding (slots start at the centre), or the cheap quadratic bias with
 # slots starting at random positions, on the grid relative to each slot's position and scale, or to its
 # position only (distances in image units, so a slot spread over two distant objects is not excused)
@@ -215,8 +215,13 @@ class SlotAutoencoder(nn.Module):
         return self.slot_attention(encoded.features, initial_slots, num_iterations, extra_values=encoded.values)
 
     def attention_frames(self, attention: torch.Tensor, image_size: tuple[int, int]) -> SlotFrames:
-        """Each slot's position and scale from its attention [B, K, N] (whatever `slot_frames` says)."""
-        return frames_from_attention(attention, self.feature_grid(image_size))
+        """Each slot's position and scale from its attention [B, K, N]; with `slot_frames="translation_isotropic"`
+        one scale for both axes (the geometric mean of the two), so that an object's aspect and the direction it
+        is turned stay in the slot's own frame instead of its scales."""
+        frames = frames_from_attention(attention, self.feature_grid(image_size))
+        if self.slot_frames == "translation_isotropic":
+            frames.scales = frames.scales.log().mean(dim=-1, keepdim=True).exp().expand_as(frames.scales)
+        return frames
 
     def decode_slots(self, slots: torch.Tensor, attention: torch.Tensor, image_size: tuple[int, int]
                      ) -> SlotAutoencoderOutput:

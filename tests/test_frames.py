@@ -73,7 +73,7 @@ def test_relative_decoder_output_moves_with_the_slot_frame():
         decoder(slots)
 
 
-@pytest.mark.parametrize("slot_frames", ["translation", "translation_scale"])
+@pytest.mark.parametrize("slot_frames", ["translation", "translation_scale", "translation_isotropic"])
 def test_autoencoder_with_frames_keeps_slot_count_and_slot_order_equivariance(slot_frames):
     model = tiny_model(slot_frames=slot_frames).eval()
     images = torch.rand(2, 3, 16, 16) * 2 - 1
@@ -90,6 +90,22 @@ def test_autoencoder_with_frames_keeps_slot_count_and_slot_order_equivariance(sl
     assert output.masks.shape == (2, 7, 16, 16) and output.frames.positions.shape == (2, 7, 2)
     if slot_frames == "translation":
         assert torch.all(output.frames.scales == 1)
+
+
+def test_isotropic_frames_keep_the_position_and_take_the_geometric_mean_of_the_scales():
+    """A 2x8-pixel bar: the anisotropic frame has scales (sx, sy); the isotropic one sqrt(sx * sy) on both axes,
+    so the bar's aspect stays in the slot's own frame instead of its scales."""
+    attention = torch.zeros(1, 2, 16, 16)
+    attention[0, 0, 4:6, 3:11] = 1.0
+    attention[0, 1] = 1.0 - attention[0, 0]
+    attention = attention.flatten(2)
+    anisotropic = tiny_model(slot_frames="translation_scale").attention_frames(attention, (16, 16))
+    isotropic = tiny_model(slot_frames="translation_isotropic").attention_frames(attention, (16, 16))
+    torch.testing.assert_close(isotropic.positions, anisotropic.positions)
+    sx, sy = anisotropic.scales[0, 0]
+    assert sx > 3 * sy  # the bar is wide and flat
+    torch.testing.assert_close(isotropic.scales[0, 0], (sx * sy).sqrt().expand(2))
+    assert torch.all(isotropic.scales[..., 0] == isotropic.scales[..., 1])
 
 
 def test_autoencoder_rejects_an_unknown_frame_kind():

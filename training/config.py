@@ -50,7 +50,7 @@ class ModelConfig:
     decoder_kernel: int = 5
     broadcast_size: int | None = None
     implicit_grad: bool = True
-    slot_frames: str = "none"  # none | translation | translation_scale: decode each slot in its own frame
+    slot_frames: str = "none"  # none | translation | translation_scale | translation_isotropic: own frame
     frame_scale_factor: float = 1.0  # relative grid = (grid - position) / (scale * frame_scale_factor)
     colour_values: bool = False  # add a linear map of the pixels under each feature to the slot values
     invariant_attention: str = "none"  # none | mlp | quadratic | quadratic_translation: keys in each slot's frame
