@@ -121,11 +121,16 @@ def checked_importance(importance: np.ndarray) -> np.ndarray:
     return r
 
 
+def _weights(r: np.ndarray) -> np.ndarray:
+    """What the code and factor weights are taken from: R itself, or uniform when R is all zeros."""
+    return r if r.sum() > 0 else np.ones_like(r)
+
+
 def code_disentanglement(importance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(rho [num_codes], 1 - H_F(P_j) [num_codes]): each code's weight in D and its own score, so that
     D = sum(rho * score). Where a low D comes from: a code can weigh little, or matter for several factors."""
     r = checked_importance(importance)
-    weights = r if r.sum() > 0 else np.ones_like(r)
+    weights = _weights(r)
     return weights.sum(axis=1) / weights.sum(), _one_minus_entropy(r, axis=1, base=r.shape[1])
 
 
@@ -138,7 +143,7 @@ def dci_from_importance(importance: np.ndarray) -> tuple[float, float]:
     r = checked_importance(importance)
     code_weight, per_code = code_disentanglement(r)
     per_factor = _one_minus_entropy(r, axis=0, base=r.shape[0])
-    weights = r if r.sum() > 0 else np.ones_like(r)
+    weights = _weights(r)
     factor_weight = weights.sum(axis=0) / weights.sum()
     return float(np.sum(per_code * code_weight)), float(np.sum(per_factor * factor_weight))
 
