@@ -16,6 +16,7 @@ from pathlib import Path
 
 from data import DataError
 from training.config import ConfigError
+from training.loop import run
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -30,8 +31,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        from training.loop import run
-
         run(args.preset, args.config, args.resume, args.overrides, start_time=time.time())
     except (ConfigError, DataError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -19,10 +19,9 @@ import time
 import numpy as np
 import torch
 
-from eval.matching import hungarian_match
+from metrics.matching import hungarian_match, pad_targets, pairwise_huber_cost
 from training import set_loss
 from training.config import build_config, load_yaml, parse_override, preset_path
-from training.set_loss import pad_targets, pairwise_huber_cost
 from training.tasks.set_prediction import SetPredictionTask
 
 

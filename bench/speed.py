@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.naive import NaiveSlotAutoencoder
-from eval.ari import adjusted_rand_index
+from metrics.ari import adjusted_rand_index
 from slots import SlotAutoencoder
 from training.config import ModelConfig, TrainConfig, build_config, load_yaml, preset_path
 

@@ -1,7 +1,7 @@
 """Time to object discovery: FG-ARI against wall-clock seconds for a training config, with the achieved
 FLOP/s of its training step against this machine's measured matmul peak.
 
-    python -m bench.time_to_quality                       # the default run (about 15 minutes on 2 cores)
+    python -m bench.time_to_quality                       # the default run
     python -m bench.time_to_quality train.max_steps=300   # any overrides of train_slots.py
     python -m bench.time_to_quality --mixed-precision bf16 data.resolution=64   # on a GPU
 
@@ -23,9 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from eval.plots import plot_curve
 from training.build import build_model
 from training.config import RunConfig, load_run_config
+from training.loop import run, wants_cpu
+from viz.plots import plot_curve
 
 
 def matmul_peak_gflops(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
@@ -68,8 +69,6 @@ def main(argv: list[str] | None = None) -> None:
                         help="as `accelerate launch --mixed_precision` (default: what the launcher set, else no)")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value")
     args = parser.parse_args(argv)
-
-    from training.loop import run, wants_cpu
 
     if args.mixed_precision:  # read by Accelerator() inside the run, as `accelerate launch` would set it
         os.environ["ACCELERATE_MIXED_PRECISION"] = args.mixed_precision

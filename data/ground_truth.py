@@ -1,6 +1,6 @@
 """Ground-truth sources for the disentanglement metrics: sample factors, render observations.
 
-Both classes follow the ``GroundTruthSource`` protocol of ``eval.disentanglement.source``
+Both classes follow the ``GroundTruthSource`` protocol of ``metrics.disentanglement.source``
 by structure (``factor_sizes``, ``sample_factors``, ``sample_observations_from_factors``),
 so this package does not import the metrics. ``DSpritesSource`` renders the procedural
 grid on the fly; ``NpzDSpritesSource`` reads the original ``dsprites_ndarray_*.npz``

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.disentanglement.evaluate import ALL_METRICS
+from data import DataError
+from eval.run_loading import load_trained_run, merge_metrics
+from metrics.disentanglement import ALL_METRICS, MetricInputError, evaluate_all
+from training.config import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,11 +30,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--importance-model", default=None, help="DCI importance model (default: the run's)")
     parser.add_argument("--seed", type=int, default=None, help="metric sampling seed (default: the run's)")
     args = parser.parse_args(argv)
-
-    from data import DataError
-    from eval.disentanglement import MetricInputError, evaluate_all
-    from eval.run_loading import load_trained_run, merge_metrics
-    from training.config import ConfigError
 
     try:
         trained = load_trained_run(args.run, args.checkpoint, tasks=["vae"])

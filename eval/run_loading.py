@@ -10,13 +10,16 @@ from pathlib import Path
 
 from torch import nn
 
-from training.config import ConfigError, RunConfig
+from training.build import load_weights
+from training.checkpoint import list_checkpoints
+from training.config import ConfigError, RunConfig, load_run_config
+from training.tasks import Task, make_task
 
 
 @dataclass
 class TrainedRun:
     config: RunConfig
-    task: object  # training.tasks.Task
+    task: Task
     model: nn.Module
     checkpoint: Path
 
@@ -24,11 +27,6 @@ class TrainedRun:
 def load_trained_run(run: Path, checkpoint: Path | None = None, tasks: Iterable[str] | None = None) -> TrainedRun:
     """The run's model with the weights of `checkpoint` (default: its latest); ConfigError if `run` is not a
     run directory, has no checkpoint, or is of a task not in `tasks`."""
-    from training.build import load_weights
-    from training.checkpoint import list_checkpoints
-    from training.config import load_run_config
-    from training.tasks import make_task
-
     if not (run / "config.yaml").is_file():
         raise ConfigError(f"{run} is not a run directory (no config.yaml)")
     config = load_run_config(run)

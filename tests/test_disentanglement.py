@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from eval.disentanglement import (
+from metrics.disentanglement import (
     MetricInputError,
     active_dims,
     beta_vae_factor_pairs,
@@ -38,7 +38,7 @@ from eval.disentanglement import (
     sap_from_scores,
     sap_score_matrix,
 )
-from eval.disentanglement.source import GroundTruthSource
+from metrics.disentanglement.source import GroundTruthSource
 
 # ---------------------------------------------------------------------------------------------- helpers
 

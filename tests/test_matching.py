@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from eval import hungarian_match, mask_iou
+from metrics import hungarian_match, mask_iou
 
 
 def brute_force_best_total(cost: torch.Tensor, maximize: bool) -> float:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score
 
-from eval import (
+from metrics import (
     adjusted_rand_index,
     ari,
     fg_ari,
@@ -91,8 +91,8 @@ def test_sparse_path_equals_dense_path(monkeypatch):
     true[0] = 0  # one image without foreground
     true = torch.tensor([0, 5, 10**12, 7, 2**40, 3])[true]
     dense = [adjusted_rand_index(true, pred, ignore_background=flag) for flag in (False, True)]
-    # `eval.ari` the attribute is the `ari` function; the module itself comes from the import system.
-    monkeypatch.setattr(importlib.import_module("eval.ari"), "dense_table_fits", lambda *args: False)
+    # `metrics.ari` the attribute is the `ari` function; the module itself comes from the import system.
+    monkeypatch.setattr(importlib.import_module("metrics.ari"), "dense_table_fits", lambda *args: False)
     for flag, dense_scores in zip((False, True), dense):
         sparse_scores = adjusted_rand_index(true, pred, ignore_background=flag)
         torch.testing.assert_close(sparse_scores, dense_scores, rtol=0, atol=0, equal_nan=True)

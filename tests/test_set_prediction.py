@@ -14,12 +14,12 @@ import torch
 import train_slots
 from data.errors import DataError
 from data.properties import PropertyLayout, object_targets
-from eval.matching import hungarian_match
-from eval.set_prediction_ap import THRESHOLDS, average_precision, voc_average_precision
+from metrics.average_precision import THRESHOLDS, average_precision, voc_average_precision
+from metrics.matching import hungarian_match, pairwise_huber_cost
 from slots.glimpse import glimpse_windows, window_centres
 from slots.set_prediction import SlotSetPredictor, attention_geometry
 from training.set_loss import (attention_compactness_loss, attention_segmentation_loss,
-                               hungarian_classification_loss, hungarian_huber_loss, pairwise_huber_cost)
+                               hungarian_classification_loss, hungarian_huber_loss)
 
 # A small layout for hand-built cases: x, y on 5-value grids, one discrete factor with 2 values -> 5 entries.
 LAYOUT = PropertyLayout((("x", 5), ("y", 5)), (("shape", 2),))
@@ -500,7 +500,7 @@ def test_the_official_configuration_runs_through_the_task():
 # --- the property ceiling (eval/property_ceiling.py) ---------------------------------------------------------
 
 def test_crop_around_centres_the_object_and_pads_with_zeros():
-    from eval.property_ceiling import crop_around
+    from studies.property_ceiling import crop_around
     channels = np.arange(2 * 8 * 8, dtype=np.float32).reshape(2, 8, 8) + 1.0
     mask = np.zeros((8, 8), dtype=bool)
     mask[0:3, 5:8] = True  # a 3x3 object in the top-right corner: bounding-box centre (1, 6)
@@ -516,7 +516,7 @@ def test_crop_around_centres_the_object_and_pads_with_zeros():
 
 def test_object_examples_have_one_row_per_object_with_its_factors():
     from data.sprites import MultiDSprites
-    from eval.property_ceiling import object_examples
+    from studies.property_ceiling import object_examples
     generator = MultiDSprites()
     examples = object_examples(generator, seed=5, num_pairs=3, properties=("shape", "scale"), crop=20)
     expected = [o for i in range(3) for key in ("objects0", "objects1")

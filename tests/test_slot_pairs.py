@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from data.errors import DataError
-from eval.per_object import ObjectPoints, add_matches, object_factor_table, score_points
+from scoring.per_object import ObjectPoints, add_matches, object_factor_table, score_points
 from weak_supervision.aggregation import kl_per_dim
 from weak_supervision.slot_pairs import (SlotPairSettings, correspond, match_slots, permute_slots, share_mask,
                                          slot_pair_loss)
@@ -405,7 +405,7 @@ def test_slot_vae_with_discovery_options_changes_slot_count_and_merges_only_in_e
 
 
 def test_the_representation_of_a_slot_in_its_own_frame_includes_the_frame():
-    from eval.per_object import slot_representations
+    from scoring.per_object import slot_representations
 
     model = tiny_model(**DISCOVERY_OPTIONS).eval()
     with torch.no_grad():
@@ -497,7 +497,7 @@ def test_per_object_scores_on_synthetic_latents():
 def test_true_codes_replace_the_vector_and_keep_the_frame():
     """A noise vector with a frame that codes factor a: replacing the vector by the true b and c lifts DCI
     from the frame's share to nearly perfect; the object counts and IoUs are kept."""
-    from eval.per_object import with_true_codes
+    from scoring.per_object import with_true_codes
 
     rng = np.random.default_rng(0)
     factors = rng.integers(0, 5, size=(900, 3))
@@ -522,7 +522,7 @@ def test_true_codes_replace_the_vector_and_keep_the_frame():
 
 def test_factor_readout_says_which_factor_is_read_and_from_where():
     """Factor a is the frame's x, factor b vector entry 1, factor c is noise: the readout must tell them apart."""
-    from eval.per_object import code_names, factor_readout, format_readout
+    from scoring.per_object import code_names, factor_readout, format_readout
 
     rng = np.random.default_rng(0)
     factors = rng.integers(0, 4, size=(900, 3))
@@ -547,8 +547,8 @@ def test_factor_readout_says_which_factor_is_read_and_from_where():
     assert 0.2 < rows["c"]["majority_accuracy"] < 0.35  # four roughly balanced values
     assert "frame_x" in format_readout(list(rows.values())).splitlines()[1]
     # per entry: the contributions add up to DCI disentanglement on the same fit (same seed, same classifiers)
-    from eval.disentanglement import dci
-    from eval.per_object import format_code_readout
+    from metrics.disentanglement import dci
+    from scoring.per_object import format_code_readout
 
     expected = dci(reps[:600], factors[:600], reps[600:], factors[600:], "random_forest", np.random.default_rng(0))
     assert [row["code"] for row in code_rows] == names
@@ -580,7 +580,7 @@ SMOKE_SIZES = ["data.resolution=16", "data.num_train=64", "data.num_eval=32", "d
 def test_weak_slots_comparison_end_to_end(tmp_path):
     """One seed of the three models through the study command: every run trains through train_slots.py,
     the autoencoder's slots are scored afterwards, and the table reports the bar as undecided."""
-    from eval.weak_slots_study import main as study
+    from studies.weak_slots import main as study
 
     out = tmp_path / "study"
     assert study(["--out", str(out), "--seeds", "0", f"data.root={tmp_path / 'data'}", *SMOKE_SIZES]) == 0
@@ -618,7 +618,7 @@ def test_weak_slots_comparison_end_to_end(tmp_path):
 
 
 def test_weak_slots_verdict_by_hand():
-    from eval.weak_slots_study import verdict
+    from studies.weak_slots import verdict
 
     def summary(ae_dci, vae_dci, weak_dci, ae_ari, weak_ari, seeds=3):
         values = {"autoencoder": (ae_dci, ae_ari), "slot_vae": (vae_dci, 0.5), "ada_gvae": (weak_dci, weak_ari)}
@@ -654,7 +654,7 @@ def test_the_weak_slots_preset_builds_on_the_default_run():
 
 
 def test_weak_slots_table_lists_every_seed_and_marks_a_missing_one():
-    from eval.weak_slots_study import per_seed
+    from studies.weak_slots import per_seed
 
     rows = [{"model": "slot_vae", "seed": seed, "fg_ari": ari, "object_dci_disentanglement": dci, "steps": 5000}
             for seed, ari, dci in ((0, 0.9, 0.41), (2, 0.8, 0.43))]

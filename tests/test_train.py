@@ -152,8 +152,8 @@ def test_short_training_discovers_objects_better_than_untrained_and_random_masks
     """Tiny shards, tiny model, a few hundred steps: segmentation must clearly beat two baselines on the
     same eval images: per-pixel random slot ids, and the same model before training."""
     from data import eval_batches
-    from eval.ari import adjusted_rand_index
-    from eval.discovery import evaluate_discovery, load_eval_set
+    from metrics.ari import adjusted_rand_index
+    from scoring.discovery import evaluate_discovery, load_eval_set
     from training.build import build_model, dataset_urls, load_weights
     from training.config import load_run_config
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import train_slots
-from eval.traversal import latent_traversal
-from eval.weak_study import bar_met, markdown, medians, spearman_by_group
+from viz.traversal import latent_traversal
+from studies.weak_vae import bar_met, markdown, medians, spearman_by_group
 from training.tasks.vae import changed_labels, frames_for_vae, train_reconstruction
 
 TINY_METRICS = ("vae.metrics=[mig, dci, sap, modularity, beta_vae, factor_vae]",
@@ -120,7 +120,7 @@ def test_study_statistics_by_hand():
 
 
 def test_study_refuses_to_reuse_runs_trained_with_other_settings(tmp_path):
-    from eval.study_runner import check_same_settings
+    from studies.runner import check_same_settings
     from training.config import save_config
     from training.loop import resolve_config
 
@@ -152,8 +152,8 @@ def test_vae_trains_on_converted_npz_shards_and_scores_against_the_npz(tmp_path)
 def test_study_skips_a_run_another_process_holds(tmp_path, monkeypatch):
     import subprocess
 
-    from eval.study_runner import ensure_run, run_lock
-    from eval.weak_study import planned_run
+    from studies.runner import ensure_run, run_lock
+    from studies.weak_vae import planned_run
 
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("a held run must not be trained"))
     with run_lock(tmp_path, "ada_gvae-beta1-seed0") as held:

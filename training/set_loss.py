@@ -3,7 +3,7 @@ Attention set-prediction loss), and two attention losses that help slots bind (s
 
 Slots come out in arbitrary order, so each image's K predictions are first paired one-to-one with its
 targets by the assignment of least total Huber cost (scipy's `linear_sum_assignment`, through the shared
-`eval.matching.hungarian_match`: one host transfer per batch, no Python work per slot). Targets are padded
+`metrics.matching.hungarian_match`: one host transfer per batch, no Python work per slot). Targets are padded
 with all-zero "no object" rows up to K, so every slot is matched and the slots without an object learn to
 say so through the is-object flag. On the matched pairs:
 
@@ -21,19 +21,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from eval.matching import gather_matched, hungarian_match
-
-
-def pairwise_huber_cost(predictions: torch.Tensor, targets: torch.Tensor, delta: float = 1.0,
-                        weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Cost [B, K, M]: the Huber loss between prediction k and target m, averaged over the property
-    dimension (as Keras' Huber does), optionally with per-dimension `weights` [P] (a weighted mean)."""
-    elementwise = F.huber_loss(rearrange(predictions, "b k p -> b k 1 p").expand(-1, -1, targets.shape[1], -1),
-                               rearrange(targets, "b m p -> b 1 m p").expand(-1, predictions.shape[1], -1, -1),
-                               reduction="none", delta=delta)
-    if weights is None:
-        return elementwise.mean(dim=-1)
-    return (elementwise * weights).sum(dim=-1) / weights.sum()
+from metrics.matching import gather_matched, hungarian_match, pad_targets, pairwise_huber_cost
 
 
 @dataclass
@@ -46,17 +34,6 @@ class SetLoss:
     target_idx: torch.Tensor  # [B, K]
     matched_targets: torch.Tensor  # [B, K, P], the padded target row matched to each prediction row
     parts: dict[str, torch.Tensor]  # detached components, for logging
-
-
-def pad_targets(targets: torch.Tensor, num_rows: int) -> torch.Tensor:
-    """Append all-zero "no object" rows up to `num_rows`; more targets than rows is an error."""
-    batch, count, dim = targets.shape
-    if count > num_rows:
-        raise ValueError(f"{count} target rows but only {num_rows} predicted slots: every object needs a slot; "
-                         f"use at least {count} slots")
-    if count == num_rows:
-        return targets
-    return torch.cat([targets, targets.new_zeros(batch, num_rows - count, dim)], dim=1)
 
 
 def match_sets(predictions: torch.Tensor, targets: torch.Tensor, delta: float = 1.0,

@@ -19,7 +19,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from eval.matching import hungarian_match
+from metrics.matching import hungarian_match
 from weak_supervision.aggregation import adaptive_share_mask, aggregate_pair, kl_per_dim
 from weak_supervision.outline import canonical_masks, outline_loss
 from slots.frames import SlotFrames

@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from data import eval_batches, images_and_masks
-from eval.discovery import evaluate_discovery, load_eval_set
-from eval.slot_sweep import format_table, sweep, write_sweep
-from eval.visualize import save_slot_grid
+from scoring.discovery import evaluate_discovery, load_eval_set
+from scoring.slot_sweep import format_table, sweep, write_sweep
+from viz.slot_grid import save_slot_grid
 from slots import SlotAutoencoderOutput
 from training.build import build_model, check_backbone_weights
 from training.config import RunConfig

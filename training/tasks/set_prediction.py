@@ -14,8 +14,8 @@ from torch import nn
 
 from data import DataError, eval_batches, make_generator
 from data.properties import PropertyLayout, object_targets
-from eval.set_prediction import AP_KEYS, format_table, load_property_eval_set, sweep, write_sweep
-from eval.set_prediction_ap import DISTANCE_SCALE, DISTANCE_UNIT
+from scoring.set_prediction import AP_KEYS, format_table, load_property_eval_set, sweep, write_sweep
+from metrics.average_precision import DISTANCE_SCALE, DISTANCE_UNIT
 from slots.set_prediction import SetPredictionOutput, SlotSetPredictor
 from training.build import build_model
 from training.config import ConfigError, RunConfig

@@ -14,11 +14,12 @@ from torch import nn
 
 from data import DSprites, eval_batches
 from data.ground_truth import DSpritesSource, NpzDSpritesSource
-from eval.disentanglement import evaluate_all, mig, sample_representations
-from eval.traversal import save_latent_traversal
+from metrics.disentanglement import evaluate_all, mig, sample_representations
+from viz.traversal import save_latent_traversal
 from training.config import ConfigError
 from training.tasks.base import Task
-from weak_supervision import FactorDiscriminator, GaussianEncoderVAE, MethodConfig, method_info, vae_loss
+from weak_supervision import (FactorDiscriminator, GaussianEncoderVAE, MethodConfig, bernoulli_reconstruction, method_info,
+                              vae_loss)
 
 
 class VAEWithDiscriminator(nn.Module):
@@ -76,7 +77,7 @@ class VAETask(Task):
     def build_model(self) -> nn.Module:
         vae = GaussianEncoderVAE(channels=self.channels, latent_dim=self.config.vae.latent_dim)
         discriminator = FactorDiscriminator(self.config.vae.latent_dim) if self.info.needs_discriminator else None
-        # channels_last: the CPU convolution kernels for this model are ~1.5x faster in NHWC (measured)
+        # channels_last: the CPU convolution kernels for this model are faster in NHWC (docs/benchmarks.md)
         return VAEWithDiscriminator(vae, discriminator).to(memory_format=torch.channels_last)
 
     def param_groups(self, model: nn.Module) -> list[dict]:
@@ -115,8 +116,6 @@ class VAETask(Task):
     @torch.no_grad()
     def eval_reconstruction(self, model: nn.Module, images: torch.Tensor) -> float:
         """Bernoulli reconstruction loss (nats per image) of the posterior means."""
-        from weak_supervision import bernoulli_reconstruction
-
         vae = model.vae
         device = next(vae.parameters()).device
         total = 0.0

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from eval.per_object import run_object_scores
+from scoring.per_object import run_object_scores
 from training.config import ConfigError, RunConfig
 from training.schedule import linear_ramp
 from training.tasks.discovery import DiscoveryTask

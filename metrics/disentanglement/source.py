@@ -13,8 +13,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from tqdm.auto import tqdm
 
-from eval.disentanglement.errors import MetricInputError
-from eval.disentanglement.validation import check_representation
+from metrics.disentanglement.errors import MetricInputError
+from metrics.disentanglement.validation import check_representation
 
 RepresentationFn = Callable[[np.ndarray], np.ndarray]
 """observations float32 [n, C, H, W] in [0, 1] -> float [n, D] (the posterior mean)."""

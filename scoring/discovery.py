@@ -6,9 +6,9 @@ from typing import Iterable
 import torch
 
 from data import images_and_masks
-from eval.aggregate import nanmean_with_count
-from eval.ari import adjusted_rand_index, masks_to_ids
-from eval.segmentation import matched_miou, mean_best_overlap
+from metrics.aggregate import nanmean_with_count
+from metrics.ari import adjusted_rand_index, masks_to_ids
+from metrics.segmentation import matched_miou, mean_best_overlap
 
 METRICS = ("fg_ari", "ari", "mbo", "miou")
 

@@ -7,10 +7,10 @@ FG-ARI at a mark is the last quick evaluation (first `train.eval_images` held-ou
 held-out split is scored at the end. The default trains with every seed given, each variant (the default
 with one choice undone) with the first.
 
-    python -m eval.discovery_ablation --out results/discovery_ablation --seeds 0,1,2 [section.key=value ...]
+    python -m studies.discovery_ablation --out results/discovery_ablation --seeds 0,1,2 [section.key=value ...]
 
 Writes results.csv (one row per run), results.md (the table) and results.png (FG-ARI against minutes).
-Runs are resumable (see `eval.study_runner`).
+Runs are resumable (see `studies.runner`).
 """
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.study_runner import PlannedRun, check_readme, ensure_run, read_metrics, run_dir, study_parser, write_results
+from studies.runner import PlannedRun, ensure_run, read_metrics, run_dir, results_doc, study_parser, write_results
+from viz.plots import plt
 
-#: The README block `--readme` writes: between <!-- discovery_ablation:begin --> and <!-- discovery_ablation:end -->.
+#: The block of the results document the study writes: between <!-- discovery_ablation:begin --> and <!-- discovery_ablation:end -->.
 README_BLOCK = "discovery_ablation"
 
 #: variant -> overrides of the default preset that undo one of its choices
@@ -90,8 +91,6 @@ def markdown(rows: list[dict], overrides: list[str]) -> str:
 
 def plot_from(out: Path, plan: list[tuple[str, int, PlannedRun]]):
     def plot(rows: list[dict], path: Path) -> None:
-        from eval.plots import plt
-
         fig, axis = plt.subplots(figsize=(7, 4.2))
         for variant, seed, run in plan:
             if read_metrics(out, run) is not None:
@@ -110,9 +109,9 @@ def plot_from(out: Path, plan: list[tuple[str, int, PlannedRun]]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = study_parser(__doc__, "runs/discovery_ablation")
+    parser = study_parser(__doc__, "results/discovery_ablation")
     args = parser.parse_args(argv)
-    check_readme(args.readme, README_BLOCK)
+    doc = results_doc(args, README_BLOCK)
     start = time.time()
     plan = [("default", seed, planned_run("default", seed, args.overrides)) for seed in args.seeds]
     plan += [(variant, args.seeds[0], planned_run(variant, args.seeds[0], args.overrides))
@@ -126,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no finished runs under {args.out / 'runs'} yet", file=sys.stderr)
         return 0
     write_results(args.out, rows, COLUMNS, markdown(rows, args.overrides), plot_from(args.out, plan), start,
-                  args.readme, README_BLOCK)
+                  doc, README_BLOCK)
     return 0
 
 

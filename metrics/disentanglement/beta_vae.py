@@ -20,8 +20,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from tqdm.auto import tqdm
 
-from eval.disentanglement.errors import MetricInputError
-from eval.disentanglement.source import (
+from metrics.disentanglement.errors import MetricInputError
+from metrics.disentanglement.source import (
     GroundTruthSource,
     RepresentationFn,
     num_factors,
@@ -29,7 +29,7 @@ from eval.disentanglement.source import (
     require_varying_factors,
     sample_factors_checked,
 )
-from eval.disentanglement.validation import check_factors, check_representation, check_rng, sklearn_seed
+from metrics.disentanglement.validation import check_factors, check_representation, check_rng, sklearn_seed
 
 
 def beta_vae_factor_pairs(

@@ -7,9 +7,9 @@
 Each run is scored by FG-ARI (both frames) and per-object disentanglement (slots matched to true objects by
 mask IoU). Writes results.csv (one row per run), results.md (medians and the bar) and results.png.
 
-    python -m eval.weak_slots_study --out results/weak_slots_study --seeds 0,1,2 [train.max_steps=1800 ...]
+    python -m studies.weak_slots --out results/weak_slots_study --seeds 0,1,2 [train.max_steps=1800 ...]
 
-Runs are resumable and shareable between processes (see `eval.study_runner`).
+Runs are resumable and shareable between processes (see `studies.runner`).
 """
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.study_runner import PlannedRun, check_readme, ensure_run, read_metrics, study_parser, write_results
+from studies.runner import PlannedRun, ensure_run, read_metrics, results_doc, study_parser, write_results
+from viz.plots import plt
 
-#: The README block `--readme` writes: between <!-- weak_slots_study:begin --> and <!-- weak_slots_study:end -->.
+#: The block of the results document the study writes: between <!-- weak_slots_study:begin --> and <!-- weak_slots_study:end -->.
 README_BLOCK = "weak_slots_study"
 
 #: name -> (preset, overrides) of the three compared models: the default run's autoencoder and the slot VAEs
@@ -112,8 +113,6 @@ def markdown(summary: list[dict], overrides: list[str], rows: list[dict]) -> str
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    from eval.plots import plt
-
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for axis, key, label in ((axes[0], "object_dci_disentanglement", "per-object DCI disentanglement"),
                              (axes[1], "fg_ari", "FG-ARI")):
@@ -132,9 +131,9 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = study_parser(__doc__, "runs/weak_slots_study")
+    parser = study_parser(__doc__, "results/weak_slots_study")
     args = parser.parse_args(argv)
-    check_readme(args.readme, README_BLOCK)
+    doc = results_doc(args, README_BLOCK)
     start = time.time()
     plan = [(model, seed, planned_run(args.out, model, seed, args.overrides))
             for seed in args.seeds for model in MODELS]
@@ -150,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no finished runs under {args.out / 'runs'} yet", file=sys.stderr)
         return 0
     write_results(args.out, rows, COLUMNS, markdown(medians(rows), args.overrides, rows), plot, start,
-                  args.readme, README_BLOCK)
+                  doc, README_BLOCK)
     return 0
 
 

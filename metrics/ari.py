@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from eval.contingency import (
+from metrics.contingency import (
     compact_ids,
     contingency_table,
     dense_table_fits,
@@ -101,7 +101,7 @@ def adjusted_rand_index(
       its own cluster in both", and matches scikit-learn's `adjusted_rand_score`;
     - fewer than 2 (foreground) pixels in an image → NaN: there is no pair of pixels to compare, so
       there is no evidence either way (scikit-learn returns 1.0 here). Average with
-      `eval.aggregate.nanmean_with_count`, which reports how many images were excluded.
+      `metrics.aggregate.nanmean_with_count`, which reports how many images were excluded.
 
     The batch is counted in one `bincount` over combined (image, true, pred) indices. Ids too large to
     index a dense table are first remapped to 0..U-1 over the batch (a sorted unique); if there are still

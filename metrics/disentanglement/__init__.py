@@ -5,16 +5,16 @@ BetaVAE and FactorVAE scores intervene on factors, so they take a `GroundTruthSo
 (representation, factors) arrays. `evaluate_all` / `evaluate_arrays` run a set of them and return
 flat float dicts. Bad inputs raise `MetricInputError` (a ValueError).
 """
-from eval.disentanglement.beta_vae import (
+from metrics.disentanglement.beta_vae import (
     beta_vae_classifier,
     beta_vae_factor_pairs,
     beta_vae_features,
     beta_vae_score,
 )
-from eval.disentanglement.dci import (IMPORTANCE_MODELS, code_disentanglement, dci, dci_from_importance,
+from metrics.disentanglement.dci import (IMPORTANCE_MODELS, code_disentanglement, dci, dci_from_importance,
                                       factor_importance)
-from eval.disentanglement.errors import MetricInputError
-from eval.disentanglement.evaluate import (
+from metrics.disentanglement.errors import MetricInputError
+from metrics.disentanglement.evaluate import (
     ALL_METRICS,
     ARRAY_METRICS,
     DLIB_SIZES,
@@ -22,7 +22,7 @@ from eval.disentanglement.evaluate import (
     evaluate_all,
     evaluate_arrays,
 )
-from eval.disentanglement.factor_vae import (
+from metrics.disentanglement.factor_vae import (
     active_dims,
     factor_vae_accuracy,
     factor_vae_batch_factors,
@@ -30,21 +30,21 @@ from eval.disentanglement.factor_vae import (
     factor_vae_votes,
     global_variances,
 )
-from eval.disentanglement.mig import (
+from metrics.disentanglement.mig import (
     discrete_entropy,
     histogram_discretize,
     mig,
     mig_from_mutual_info,
     mutual_info_matrix,
 )
-from eval.disentanglement.modularity import (
+from metrics.disentanglement.modularity import (
     explicitness,
     modularity,
     modularity_explicitness,
     modularity_from_mutual_info,
 )
-from eval.disentanglement.sap import sap, sap_from_scores, sap_score_matrix
-from eval.disentanglement.source import (
+from metrics.disentanglement.sap import sap, sap_from_scores, sap_score_matrix
+from metrics.disentanglement.source import (
     GroundTruthSource,
     RepresentationFn,
     represent_factors,

@@ -3,9 +3,9 @@
 per run, a markdown table, a plot, and the Spearman correlation between training reconstruction loss and
 DCI disentanglement within the weak and within the unsupervised models (the paper's model-selection claim).
 
-    python -m eval.weak_study --out results/weak_study --seeds 0,1,2 [train.max_steps=1500 ...]
+    python -m studies.weak_vae --out results/weak_study --seeds 0,1,2 [train.max_steps=1500 ...]
 
-Each run is `train_slots.py --preset dsprites_vae` in its own process (see `eval.study_runner`): an
+Each run is `train_slots.py --preset dsprites_vae` in its own process (see `studies.runner`): an
 interrupted study continues where it stopped, and starting the same command several times trains several
 runs at once; the last process to finish writes the full table.
 """
@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from eval.study_runner import PlannedRun, check_readme, ensure_run, read_metrics, study_parser, write_results
+from studies.runner import PlannedRun, ensure_run, read_metrics, results_doc, study_parser, write_results
+from viz.plots import plt
 
-#: The README block `--readme` writes: between <!-- weak_study:begin --> and <!-- weak_study:end -->.
+#: The block of the results document the study writes: between <!-- weak_study:begin --> and <!-- weak_study:end -->.
 README_BLOCK = "weak_study"
 
 #: (method, beta) of the study: the paper's weak methods and beta-VAE at three strengths.
@@ -95,8 +96,6 @@ def markdown(rows: list[dict], summary: list[dict], correlation: dict, overrides
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    from eval.plots import plt
-
     labels = list(dict.fromkeys(f"{r['method']}\nβ={r['beta']:g}" for r in rows))
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     for index, label in enumerate(labels):
@@ -122,9 +121,9 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = study_parser(__doc__, "runs/weak_study")
+    parser = study_parser(__doc__, "results/weak_study")
     args = parser.parse_args(argv)
-    check_readme(args.readme, README_BLOCK)
+    doc = results_doc(args, README_BLOCK)
     start = time.time()
     plan = [planned_run(method, beta, seed, args.overrides) for seed in args.seeds for method, beta in SETTINGS]
     if args.finished_only:
@@ -143,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     summary, correlation = medians(rows), spearman_by_group(rows)
     write_results(args.out, rows, COLUMNS, markdown(rows, summary, correlation, args.overrides), plot, start,
-                  args.readme, README_BLOCK)
+                  doc, README_BLOCK)
     return 0
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from eval.contingency import compact_contingency_table, prepare_id_maps
-from eval.matching import hungarian_match
+from metrics.contingency import compact_contingency_table, prepare_id_maps
+from metrics.matching import hungarian_match
 
 
 def _object_iou(true_ids: torch.Tensor, pred_ids: torch.Tensor, ignore_background: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,7 +41,7 @@ def mean_best_overlap(true_ids: torch.Tensor, pred_ids: torch.Tensor, *, ignore_
 
     `true_ids`, `pred_ids`: integer id maps [B, ...]; true id 0 is background and is not an object
     when `ignore_background` (the default). Images without any object → NaN (average with
-    `eval.aggregate.nanmean_with_count`).
+    `metrics.aggregate.nanmean_with_count`).
     """
     iou, present = _object_iou(true_ids, pred_ids, ignore_background)
     best = iou.amax(dim=2) if iou.shape[2] else torch.zeros_like(iou[..., 0])

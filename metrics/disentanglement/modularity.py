@@ -28,9 +28,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.multiclass import OneVsRestClassifier
 
-from eval.disentanglement.errors import MetricInputError
-from eval.disentanglement.mig import histogram_discretize, mutual_info_matrix
-from eval.disentanglement.validation import check_pair, check_rng, check_train_test, sklearn_seed
+from metrics.disentanglement.errors import MetricInputError
+from metrics.disentanglement.mig import histogram_discretize, mutual_info_matrix
+from metrics.disentanglement.validation import check_pair, check_rng, check_train_test, sklearn_seed
 
 
 def modularity_from_mutual_info(mi: np.ndarray) -> float:

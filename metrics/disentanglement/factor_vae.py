@@ -18,8 +18,8 @@ import warnings
 import numpy as np
 from tqdm.auto import tqdm
 
-from eval.disentanglement.errors import MetricInputError
-from eval.disentanglement.source import (
+from metrics.disentanglement.errors import MetricInputError
+from metrics.disentanglement.source import (
     GroundTruthSource,
     RepresentationFn,
     num_factors,
@@ -28,7 +28,7 @@ from eval.disentanglement.source import (
     sample_factors_checked,
     sample_representations,
 )
-from eval.disentanglement.validation import check_representation, check_rng
+from metrics.disentanglement.validation import check_representation, check_rng
 
 
 def factor_vae_batch_factors(

@@ -20,7 +20,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from eval.readme_block import ReadmeBlockError, block_span, write_block
+from studies.results_doc import ReadmeBlockError, block_span, markers, write_block
+from training.config import load_run_config
+from training.loop import resolve_config
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Config sections a task does not read may differ between a finished run and the settings asked for now.
@@ -98,9 +100,6 @@ def run_lock(out: Path, name: str) -> Iterator[bool]:
 
 def check_same_settings(directory: Path, preset: str, settings: list[str]) -> None:
     """A study reuses a run only if it was trained with exactly the settings asked for now."""
-    from training.config import load_run_config
-    from training.loop import resolve_config
-
     def flat(values: dict) -> dict:
         return {f"{section}.{key}" if isinstance(inner, dict) else section: value
                 for section, inner in values.items()
@@ -124,9 +123,10 @@ def study_parser(description: str, default_out: str) -> argparse.ArgumentParser:
                         help="comma-separated training seeds (default: 0,1,2)")
     parser.add_argument("--finished-only", action="store_true",
                         help="train nothing: summarise the runs that have finished so far")
-    parser.add_argument("--readme", type=Path, default=None, metavar="README.md",
-                        help="also write the table and plot between this study's markers in that file "
-                             "(<!-- NAME:begin --> ... <!-- NAME:end -->, NAME the study's module name)")
+    parser.add_argument("--readme", type=Path, default=None, metavar="DOC.md",
+                        help="the results document to write the table and plot into, between this study's "
+                             "markers (<!-- NAME:begin --> ... <!-- NAME:end -->); default: OUT/README.md, "
+                             "created with the markers if it does not exist")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="applied to every run")
     return parser
 
@@ -140,18 +140,23 @@ def readme_errors() -> Iterator[None]:
         raise SystemExit(f"error: {error}") from None
 
 
-def check_readme(readme: Path | None, block: str) -> None:
-    """Stop at start-up, not after the last run has trained, if `--readme` cannot take the study's block."""
-    if readme is not None:
-        with readme_errors():
-            block_span(readme, block)
+def results_doc(args: argparse.Namespace, block: str) -> Path:
+    """The document the study writes into (`--readme`, else OUT/README.md), checked at start-up, not after the
+    last run has trained; a study's own results document is created with its markers when missing."""
+    doc = args.readme if args.readme is not None else args.out / "README.md"
+    if args.readme is None and not doc.exists():
+        doc.parent.mkdir(parents=True, exist_ok=True)
+        begin, end = markers(block)
+        doc.write_text(f"# {block}\n\n{begin}\n{end}\n")
+    with readme_errors():
+        block_span(doc, block)
+    return doc
 
 
 def write_results(out: Path, rows: list[dict], columns: Sequence[str], table: str,
-                  plot: Callable[[list[dict], Path], None], start: float,
-                  readme: Path | None = None, readme_block: str = "") -> None:
-    """results.csv (one row per run), results.md (the table) and results.png, then the table on stdout;
-    with `readme`, the table and plot also replace the `readme_block` block of that file."""
+                  plot: Callable[[list[dict], Path], None], start: float, doc: Path, block: str) -> None:
+    """results.csv (one row per run), results.md (the table) and results.png, the table and plot between the
+    `block` markers of the results document `doc`, then the table on stdout."""
     out.mkdir(parents=True, exist_ok=True)
     with (out / "results.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(columns))
@@ -159,7 +164,7 @@ def write_results(out: Path, rows: list[dict], columns: Sequence[str], table: st
         writer.writerows(rows)
     (out / "results.md").write_text(table)
     plot(rows, out / "results.png")
-    if readme is not None:
-        with readme_errors():
-            write_block(readme, readme_block, table, out / "results.png")
-    print(table + f"wrote {out / 'results.csv'}, results.md, results.png in {(time.time() - start) / 60:.1f} min")
+    with readme_errors():
+        write_block(doc, block, table, out / "results.png")
+    print(table + f"wrote {out / 'results.csv'}, results.md, results.png and {doc} in "
+                  f"{(time.time() - start) / 60:.1f} min")

@@ -25,11 +25,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 
-from data.properties import PropertyLayout
+
+
+class PropertyLayout(Protocol):
+    """Where each property sits in a prediction or target vector (data.properties.PropertyLayout is one):
+    a protocol, so the metric needs no part of the data package."""
+
+    dim: int
+    object_index: int
+    coordinate_slice: slice
+    discrete_slices: dict[str, slice]
+
+    def describe(self) -> str: ...
+
 
 THRESHOLDS = (math.inf, 1.0, 0.5, 0.25, 0.125)
 DISTANCE_SCALE = 6.0

@@ -77,8 +77,8 @@ def dense_table_fits(num_images: int, num_pixels: int, num_true: int, num_pred: 
 def unique_with_inverse(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sorted distinct values of a 1-D tensor, each element's index into them, and their counts.
 
-    `torch.unique` on CPU is 3–13× slower than `numpy.unique` (measured on 1M int64: 210 ms vs 16–80 ms),
-    so CPU tensors go through numpy; other devices keep `torch.unique`.
+    `torch.unique` on CPU is several times slower than `numpy.unique` (docs/benchmarks.md), so CPU tensors
+    go through numpy; other devices keep `torch.unique`.
     """
     if values.device.type != "cpu":
         return torch.unique(values, return_inverse=True, return_counts=True)

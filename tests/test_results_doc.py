@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.readme_block import ReadmeBlockError, write_block
+from studies.results_doc import ReadmeBlockError, write_block
 
 README = """# Title
 
@@ -78,15 +78,34 @@ def test_a_missing_readme_is_an_error_naming_it(tmp_path: Path):
         write_block(tmp_path / "README.md", "study", "| a |")
 
 
-@pytest.mark.parametrize("study", ["eval.weak_slots_study", "eval.weak_study", "eval.discovery_ablation"])
+@pytest.mark.parametrize("study", ["studies.weak_slots", "studies.weak_vae", "studies.discovery_ablation"])
 def test_a_study_refuses_a_readme_without_its_markers_before_training_anything(tmp_path: Path, study: str):
     """The check comes first: `--finished-only` on an empty folder would otherwise return quietly, and a
     full study would only find out after its last run."""
     readme = tmp_path / "README.md"
     readme.write_text(README)  # markers of another block only
-    main = importlib.import_module(study).main
-    with pytest.raises(SystemExit, match=f"{study.split('.')[1]}:begin") as error:
-        main(["--out", str(tmp_path / "study"), "--seeds", "0", "--readme", str(readme)])
+    module = importlib.import_module(study)
+    with pytest.raises(SystemExit, match=f"{module.README_BLOCK}:begin") as error:
+        module.main(["--out", str(tmp_path / "study"), "--seeds", "0", "--readme", str(readme)])
     assert str(readme) in str(error.value)
     assert not (tmp_path / "study").exists()  # nothing trained, nothing written
     assert readme.read_text() == README
+
+
+@pytest.mark.parametrize("study", ["studies.weak_slots", "studies.weak_vae", "studies.discovery_ablation"])
+def test_a_study_writes_into_its_own_results_document_by_default(tmp_path: Path, study: str):
+    """Without --readme the table goes to OUT/README.md: created with the study's markers when missing,
+    refused (and left alone) when it exists without them."""
+    module = importlib.import_module(study)
+    out = tmp_path / "study"
+    try:  # nothing has finished: a study summarises nothing, or says so
+        module.main(["--out", str(out), "--seeds", "0", "--finished-only"])
+    except SystemExit as error:
+        assert "no finished runs" in str(error)
+    begin, end = f"<!-- {module.README_BLOCK}:begin -->", f"<!-- {module.README_BLOCK}:end -->"
+    lines = (out / "README.md").read_text().splitlines()
+    assert lines.index(begin) < lines.index(end)
+    (out / "README.md").write_text(README)
+    with pytest.raises(SystemExit, match=f"{module.README_BLOCK}:begin"):
+        module.main(["--out", str(out), "--seeds", "0", "--finished-only"])
+    assert (out / "README.md").read_text() == README

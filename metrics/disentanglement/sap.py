@@ -12,8 +12,8 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 
-from eval.disentanglement.errors import MetricInputError
-from eval.disentanglement.validation import check_rng, check_train_test, sklearn_seed
+from metrics.disentanglement.errors import MetricInputError
+from metrics.disentanglement.validation import check_rng, check_train_test, sklearn_seed
 
 
 def sap_score_matrix(

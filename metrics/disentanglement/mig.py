@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import mutual_info_score
 
-from eval.disentanglement.errors import MetricInputError
-from eval.disentanglement.validation import check_factors, check_pair, check_representation
+from metrics.disentanglement.errors import MetricInputError
+from metrics.disentanglement.validation import check_factors, check_pair, check_representation
 
 
 def histogram_discretize(x: np.ndarray, num_bins: int = 20) -> np.ndarray:

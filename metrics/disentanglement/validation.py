@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from eval.disentanglement.errors import MetricInputError
+from metrics.disentanglement.errors import MetricInputError
 
 
 def check_representation(x: np.ndarray, name: str = "representation", min_codes: int = 1) -> np.ndarray:

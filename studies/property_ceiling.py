@@ -8,7 +8,7 @@ the best a slot model can reach. A prediction with any property wrong is a false
 threshold, so with one prediction per object AP-inf is at most the fraction of objects whose properties are
 all right (and equals it under a perfect confidence ranking).
 
-    python -m eval.property_ceiling --out results/property_ceiling [--train-pairs 20000 --epochs 6 --threads 1]
+    python -m studies.property_ceiling --out results/property_ceiling [--train-pairs 20000 --epochs 6 --threads 1]
 """
 from __future__ import annotations
 

@@ -16,15 +16,15 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 from tqdm.auto import tqdm
 
-from eval.disentanglement.beta_vae import beta_vae_score
-from eval.disentanglement.dci import dci
-from eval.disentanglement.errors import MetricInputError
-from eval.disentanglement.factor_vae import factor_vae_score
-from eval.disentanglement.mig import mig
-from eval.disentanglement.modularity import modularity_explicitness
-from eval.disentanglement.sap import sap
-from eval.disentanglement.source import GroundTruthSource, RepresentationFn, sample_representations
-from eval.disentanglement.validation import check_rng, check_train_test, take_points
+from metrics.disentanglement.beta_vae import beta_vae_score
+from metrics.disentanglement.dci import dci
+from metrics.disentanglement.errors import MetricInputError
+from metrics.disentanglement.factor_vae import factor_vae_score
+from metrics.disentanglement.mig import mig
+from metrics.disentanglement.modularity import modularity_explicitness
+from metrics.disentanglement.sap import sap
+from metrics.disentanglement.source import GroundTruthSource, RepresentationFn, sample_representations
+from metrics.disentanglement.validation import check_rng, check_train_test, take_points
 
 ALL_METRICS = ("beta_vae", "factor_vae", "mig", "dci", "sap", "modularity")
 ARRAY_METRICS = ("mig", "dci", "sap", "modularity")
@@ -152,7 +152,7 @@ def evaluate_all(
     mig; dci_disentanglement, dci_completeness, dci_informativeness_{train,test}; sap; modularity,
     explicitness_{train,test}. `sizes` may be a MetricSizes or a mapping of overrides such as
     {"dci_num_train": 2000}. With dlib's "gbt" DCI dominates the cost (minutes for dSprites-sized
-    factors, see eval.disentanglement.dci); "random_forest" / "extra_trees" are the fast options.
+    factors, see metrics.disentanglement.dci); "random_forest" / "extra_trees" are the fast options.
     """
     metrics = _check_metrics(metrics, ALL_METRICS)
     sizes = _resolve_sizes(sizes)

@@ -25,17 +25,7 @@ GBT's 0.92 / 0.90 on the benchmark below). The forests track GBT closely but not
 0.17 / 0.35, extra_trees 0.18 / 0.38; pure noise: all about 0.00). Compare models only under one
 importance model, and report which.
 
-Measured on this machine (2 CPU cores shared with other jobs, load average about 6 during the runs,
-so wall times are inflated; CPU seconds are what an idle core would take for the single-threaded
-GBT), sklearn 1.9.1, 10000 train / 5000 test points, 10 codes (5 factor codes with small noise + 5
-pure-noise codes), factor sizes (3, 6, 40, 32, 32):
-
-    importance_model  CPU time  wall (loaded)  D      C      informativeness_test
-    gbt               466 s     1377 s         0.922  0.900  0.905
-    random_forest     17 s      19 - 30 s      0.938  0.919  0.911
-    extra_trees       3.4 s     4.3 - 5.3 s    0.959  0.954  0.914
-
-GBT per factor: 7 s (3 values), 17 s (6), 169 s (40), 140 s and 134 s (32): about 4 s per value.
+Their cost and agreement with GBT on a benchmark: docs/metrics.md ("DCI importance models").
 """
 from __future__ import annotations
 
@@ -45,8 +35,8 @@ import numpy as np
 from sklearn.ensemble import ExtraTreesClassifier, GradientBoostingClassifier, RandomForestClassifier
 from tqdm.auto import tqdm
 
-from eval.disentanglement.errors import MetricInputError
-from eval.disentanglement.validation import check_rng, check_train_test, sklearn_seed
+from metrics.disentanglement.errors import MetricInputError
+from metrics.disentanglement.validation import check_rng, check_train_test, sklearn_seed
 
 IMPORTANCE_MODELS = ("gbt", "random_forest", "extra_trees")
 

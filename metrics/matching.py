@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from einops import einsum, rearrange
 from scipy.optimize import linear_sum_assignment
 
@@ -76,3 +77,26 @@ def mask_iou(pred_masks: torch.Tensor, true_masks: torch.Tensor) -> torch.Tensor
     intersection = einsum(pred, true, "b k n, b m n -> b k m")
     union = pred.sum(dim=-1).unsqueeze(2) + true.sum(dim=-1).unsqueeze(1) - intersection
     return torch.where(union > 0, intersection / union.clamp_min(torch.finfo(dtype).tiny), torch.zeros_like(union))
+
+
+def pairwise_huber_cost(predictions: torch.Tensor, targets: torch.Tensor, delta: float = 1.0,
+                        weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Cost [B, K, M]: the Huber loss between prediction k and target m, averaged over the property
+    dimension (as Keras' Huber does), optionally with per-dimension `weights` [P] (a weighted mean)."""
+    elementwise = F.huber_loss(rearrange(predictions, "b k p -> b k 1 p").expand(-1, -1, targets.shape[1], -1),
+                               rearrange(targets, "b m p -> b 1 m p").expand(-1, predictions.shape[1], -1, -1),
+                               reduction="none", delta=delta)
+    if weights is None:
+        return elementwise.mean(dim=-1)
+    return (elementwise * weights).sum(dim=-1) / weights.sum()
+
+
+def pad_targets(targets: torch.Tensor, num_rows: int) -> torch.Tensor:
+    """Append all-zero "no object" rows up to `num_rows`; more targets than rows is an error."""
+    batch, count, dim = targets.shape
+    if count > num_rows:
+        raise ValueError(f"{count} target rows but only {num_rows} predicted slots: every object needs a slot; "
+                         f"use at least {count} slots")
+    if count == num_rows:
+        return targets
+    return torch.cat([targets, targets.new_zeros(batch, num_rows - count, dim)], dim=1)

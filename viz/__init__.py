@@ -1,0 +1,1 @@
+"""Pictures and plots: slot grids, latent traversals, slot-sweep and study plots (matplotlib, headless)."""
