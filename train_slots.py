@@ -21,7 +21,8 @@ from training.loop import run
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="default", help="name of a YAML file in configs/ (default: default)")
+    parser.add_argument("--preset", default=None,
+                        help="name of a YAML file in configs/ (default: default, or the --config file's base)")
     parser.add_argument("--config", type=Path, help="a YAML file applied on top of the preset")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="e.g. train.max_steps=200 model.num_slots=7")

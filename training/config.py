@@ -1,6 +1,7 @@
 """Typed run configuration: dataclass defaults, YAML presets, and `section.key=value` overrides.
 
-Every key is checked against the dataclasses, so a typo fails loudly instead of being ignored.
+Every key is checked against the dataclasses, so a typo fails loudly instead of being ignored. A preset or a
+config file may build on a preset with `base: <name>` instead of copying its values (load_yaml resolves it).
 """
 from __future__ import annotations
 
@@ -280,7 +281,8 @@ def parse_override(text: str) -> dict:
     return nested
 
 
-def load_yaml(path: Path) -> dict:
+def read_yaml(path: Path) -> dict:
+    """The mapping a YAML file holds, as written (a `base` key left unresolved)."""
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
@@ -292,16 +294,102 @@ def load_yaml(path: Path) -> dict:
     return loaded
 
 
+def load_yaml(path: Path) -> dict:
+    """A config file's values with its `base` preset chain resolved underneath them, so that every caller
+    (presets, --config files, saved run configs) gets the complete mapping the file stands for."""
+    return _over_base(read_yaml(path), path, chain=())
+
+
+def preset_names() -> list[str]:
+    """The names a preset or a `base` may use, listed in errors so that a typo shows its fix."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
 def preset_path(name: str) -> Path:
     path = PRESET_DIR / f"{name}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
-        raise ConfigError(f"unknown preset '{name}'; known presets: {', '.join(known)}")
+        raise ConfigError(f"unknown preset '{name}'; known presets: {', '.join(preset_names())}")
     return path
 
 
+def declared_base(values: dict, path: Path) -> str | None:
+    """The preset a file's `base` key names, if any. Only preset names are accepted: a base is a reviewed,
+    named starting point, not an arbitrary file."""
+    if "base" not in values:
+        return None
+    base = values["base"]
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"config file {path}: base must be a preset name, got {type(base).__name__} {base!r}")
+    return base
+
+
+def _chain_label(path: Path) -> str:
+    """Presets by name, other files by path: how a base chain is shown in an error."""
+    return path.stem if path.resolve().parent == PRESET_DIR.resolve() else str(path)
+
+
+def _over_base(values: dict, path: Path, chain: tuple[Path, ...]) -> dict:
+    """`values` (read from `path`) applied over the resolved values of the preset its `base` names, recursively;
+    `chain` holds the files already on the way down, so a cycle fails instead of recursing forever."""
+    chain = (*chain, path)
+    base = declared_base(values, path)
+    own = {key: value for key, value in values.items() if key != "base"}
+    if base is None:
+        return own
+    base_path = PRESET_DIR / f"{base}.yaml"
+    if not base_path.is_file():
+        raise ConfigError(f"config file {path}: unknown base preset '{base}'; known presets: "
+                          f"{', '.join(preset_names())}")
+    if any(base_path.resolve() == seen.resolve() for seen in chain):
+        cycle = " -> ".join(_chain_label(seen) for seen in (*chain, base_path))
+        raise ConfigError(f"config file {path}: base '{base}' makes a cycle: {cycle}")
+    return merge_values(_over_base(read_yaml(base_path), base_path, chain), own)
+
+
+def merge_values(base: dict, child: dict, schema: type | None = None) -> dict:
+    """`child` over `base` as applying them one after the other would set them: sections (the dataclasses of
+    RunConfig) merged key by key, every other value, lists and free-form mappings such as
+    data.generator_kwargs included, replaced whole. Unknown keys pass through for build_config to refuse."""
+    schema = schema or RunConfig
+    merged = dict(base)
+    for key, value in child.items():
+        section = _section_type(schema, key)
+        if section is not None and isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_values(merged[key], value, section)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _section_type(schema: type, key: str) -> type | None:
+    """The dataclass of section `key` of `schema`, or None where `key` is a plain option (or unknown)."""
+    expected = typing.get_type_hints(schema).get(key)
+    return expected if isinstance(expected, type) and is_dataclass(expected) else None
+
+
+#: the preset `train_slots.py` runs when --preset is not given
+DEFAULT_PRESET = "default"
+
+
+def run_sources(preset: str | None, config_file: Path | None) -> list[dict]:
+    """The mappings a new run starts from: the preset's values (DEFAULT_PRESET when none is named), then the
+    config file's. A config file that names a `base` is complete on its own (the base chain resolved under
+    it), so it replaces the preset rather than mixing two presets' values; --preset must then be left unset
+    or name that same base."""
+    if config_file is None:
+        return [load_yaml(preset_path(preset or DEFAULT_PRESET))]
+    base = declared_base(read_yaml(config_file), config_file)
+    if base is None:
+        return [load_yaml(preset_path(preset or DEFAULT_PRESET)), load_yaml(config_file)]
+    if preset not in (None, base):
+        raise ConfigError(f"--preset {preset} and config file {config_file} (base: {base}) name different presets; "
+                          f"drop --preset or set the file's base to {preset}")
+    return [load_yaml(config_file)]
+
+
 def build_config(sources: list[dict]) -> RunConfig:
-    """Apply mappings in order (preset, then file, then overrides) on top of the defaults."""
+    """Apply mappings in order (preset, then file, then overrides) on top of the defaults; each mapping is
+    complete already (load_yaml resolves a file's `base` chain)."""
     config = RunConfig()
     for values in sources:
         _update(config, values)
@@ -396,7 +484,8 @@ def load_run_config(run_dir: Path) -> RunConfig:
 
 
 __all__ = [
-    "BackboneConfig", "ConfigError", "DataConfig", "DinosaurConfig", "EvalConfig", "ModelConfig", "RunConfig",
-    "SetPredictionConfig", "TrainConfig", "VAEConfig", "build_config", "load_run_config", "load_yaml",
-    "parse_override", "preset_path", "save_config", "to_dict", "validate",
+    "DEFAULT_PRESET", "BackboneConfig", "ConfigError", "DataConfig", "DinosaurConfig", "EvalConfig", "ModelConfig",
+    "RunConfig", "SetPredictionConfig", "TrainConfig", "VAEConfig", "build_config", "declared_base",
+    "load_run_config", "load_yaml", "merge_values", "parse_override", "preset_names", "preset_path", "read_yaml",
+    "run_sources", "save_config", "to_dict", "validate",
 ]

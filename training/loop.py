@@ -17,20 +17,21 @@ from tqdm.auto import tqdm
 from data import train_batches
 from training.build import dataset_urls
 from training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
-from training.config import (ConfigError, RunConfig, build_config, load_yaml, parse_override, preset_path,
-                             save_config)
+from training.config import (DEFAULT_PRESET, ConfigError, RunConfig, build_config, load_yaml, parse_override,
+                             run_sources, save_config)
 from training.schedule import warmup_exponential_decay
 from training.tasks import Task, make_task
 
 
-def resolve_config(preset: str, config_file: Path | None, resume: Path | None, overrides: list[str]) -> RunConfig:
-    """Preset, then config file, then overrides; a resumed run starts from its own saved config."""
+def resolve_config(preset: str | None, config_file: Path | None, resume: Path | None, overrides: list[str]) -> RunConfig:
+    """Preset, then config file (each over its `base` chain), then overrides; a resumed run starts from its own
+    saved config."""
     if resume is not None:
         if not (resume / "config.yaml").is_file():
             raise ConfigError(f"--resume {resume}: no config.yaml there, so it is not a run directory")
         sources = [load_yaml(resume / "config.yaml")]
     else:
-        sources = [load_yaml(preset_path(preset))] + ([load_yaml(config_file)] if config_file else [])
+        sources = run_sources(preset, config_file)
     return build_config(sources + [parse_override(text) for text in overrides])
 
 
@@ -63,8 +64,8 @@ def check_launch(state: PartialState) -> None:
 
 
 def set_cpu_threads(state: PartialState, requested: int | None) -> None:
-    """`accelerate launch` pins OMP_NUM_THREADS=1 for single-process CPU runs, which halves the speed of
-    a 2-core laptop; on the CPU, use every core this process may run on, shared between local processes."""
+    """`accelerate launch` pins OMP_NUM_THREADS=1 for single-process CPU runs, which leaves every other
+    core idle; on the CPU, use every core this process may run on, shared between local processes."""
     if state.device.type != "cpu":
         return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -72,10 +73,10 @@ def set_cpu_threads(state: PartialState, requested: int | None) -> None:
     torch.set_num_threads(requested or max(1, cores // local_processes))
 
 
-def decide_run_dir(state: PartialState, config: RunConfig, preset: str, resume: Path | None) -> Path:
+def decide_run_dir(state: PartialState, config: RunConfig, preset: str | None, resume: Path | None) -> Path:
     if resume is not None:
         return resume
-    name = [config.name or f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"]
+    name = [config.name or f"{preset or DEFAULT_PRESET}-{time.strftime('%Y%m%d-%H%M%S')}"]
     if state.num_processes > 1:
         broadcast_object_list(name)  # every rank must agree on a timestamped name
     run_dir = Path(config.output_dir) / name[0]
@@ -124,7 +125,7 @@ def mean_over_processes(accelerator: Accelerator, values: dict[str, torch.Tensor
     return dict(zip(values, accelerator.reduce(stacked, reduction="mean").tolist()))
 
 
-def run(preset: str, config_file: Path | None, resume: Path | None, overrides: list[str], start_time: float) -> Path:
+def run(preset: str | None, config_file: Path | None, resume: Path | None, overrides: list[str], start_time: float) -> Path:
     """Train, evaluate and report; returns the run directory."""
     return train(preset, config_file, resume, overrides, start_time).run_dir
 
@@ -152,7 +153,7 @@ class TrainingStep(nn.Module):
         return self.model.load_state_dict(state_dict, strict=strict, assign=assign)
 
 
-def train(preset: str, config_file: Path | None, resume: Path | None, overrides: list[str], start_time: float
+def train(preset: str | None, config_file: Path | None, resume: Path | None, overrides: list[str], start_time: float
           ) -> TrainResult:
     """The whole run on this process. Every process trains the same model on its share of the shards; only
     the main process writes files (config, logs, TensorBoard, checkpoints but each process's RNG state,
