@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     resolution, pairs = config.data.resolution, config.train.batch_size
     images = torch.rand(2 * pairs, 3, resolution, resolution) * 2 - 1
     factors = synthetic_factors(task, pairs, seed=0)
-    targets = task.targets({"factors": factors})
+    targets = task.targets(factors)
     delta, weights = config.set_prediction.huber_delta, task.weights
 
     matchers = {"baseline: fixed assignment": identity_match, "Hungarian matching": hungarian_match}
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         cost = pairwise_huber_cost(model(images).predictions, pad_targets(targets, config.model.num_slots), delta,
                                    weights)
     matching_ms = median_ms(lambda: hungarian_match(cost), 200)
-    targets_ms = median_ms(lambda: task.targets({"factors": factors}), 200)
+    targets_ms = median_ms(lambda: task.targets(factors), 200)
 
     print(f"{resolution}x{resolution}, batch {2 * pairs} images, {config.model.num_slots} slots, "
           f"{task.layout.dim} properties, torch {torch.__version__}, {torch.get_num_threads()} threads, "

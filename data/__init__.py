@@ -3,14 +3,15 @@
 Generators (``multi_dsprites``, ``tetrominoes``, ``dsprites``) make pairs of frames that
 differ in a few recorded (object, factor) entries; ``shards`` writes them into WebDataset
 tar shards with a cached, hash-named dataset directory; ``loader`` streams deterministic
-batches from them. ``ground_truth`` serves dSprites factors and images to the metrics.
+batches (``PairBatch``) from them. ``ground_truth`` serves dSprites factors and images to the metrics.
 """
 
+from data.batch import PairBatch
 from data.codec import SAMPLE_KEYS, decode_sample, encode_pair
 from data.dsprites import DSprites
 from data.errors import DataError
 from data.ground_truth import DSpritesSource, NpzDSpritesSource
-from data.loader import TrainBatches, collate_pairs, eval_batches, images_and_masks, train_batches
+from data.loader import TrainBatches, collate_pairs, eval_batches, train_batches
 from data.pairs import SceneGenerator
 from data.registry import GENERATORS, make_generator
 from data.resolve import resolve_shards
@@ -31,6 +32,7 @@ __all__ = [
     "FramePair",
     "MultiDSprites",
     "NpzDSpritesSource",
+    "PairBatch",
     "SceneGenerator",
     "Tetrominoes",
     "TrainBatches",
@@ -39,7 +41,6 @@ __all__ = [
     "encode_pair",
     "ensure_dataset",
     "eval_batches",
-    "images_and_masks",
     "load_dataset",
     "make_generator",
     "resolve_shards",

@@ -26,13 +26,11 @@ import torch
 import webdataset as wds
 from einops import rearrange
 
+from data.batch import PairBatch
 from data.codec import decode_sample
 from data.errors import DataError
 from data.resolve import ShardSpec, resolve_shards
 from data.tar_reader import expand_shards, group_samples
-
-Batch = dict[str, Any]
-
 
 def _worker_seed(*words: int) -> int:
     """Seed for one (rank, worker) from the run's words, stable across processes."""
@@ -90,17 +88,12 @@ class DecodeSamples:
             yield decode_sample(sample, self.resolution)
 
 
-def collate_pairs(samples: list[dict[str, Any]]) -> Batch:
-    """Decoded samples -> the batch dict: frames float32 [B,3,H,W] in [-1,1], masks int64 [B,H,W]."""
-    batch: Batch = {}
-    for name in ("frame0", "frame1"):
-        pixels = torch.from_numpy(np.stack([s[name] for s in samples]))
-        batch[name] = rearrange(pixels, "b h w c -> b c h w").float().div(127.5).sub(1.0).contiguous()
-    for name in ("mask0", "mask1"):
-        batch[name] = torch.from_numpy(np.stack([s[name] for s in samples]).astype(np.int64))
-    batch["factors"] = [s["factors"] for s in samples]
-    batch["keys"] = [s["__key__"] for s in samples]
-    return batch
+def collate_pairs(samples: list[dict[str, Any]]) -> PairBatch:
+    """Decoded samples -> one batch: frames float32 [B,3,H,W] in [-1,1], masks int64 [B,H,W]."""
+    frames = [rearrange(torch.from_numpy(np.stack([s[name] for s in samples])), "b h w c -> b c h w")
+              .float().div(127.5).sub(1.0).contiguous() for name in ("frame0", "frame1")]
+    masks = [torch.from_numpy(np.stack([s[name] for s in samples]).astype(np.int64)) for name in ("mask0", "mask1")]
+    return PairBatch(*frames, *masks, factors=[s["factors"] for s in samples], keys=[s["__key__"] for s in samples])
 
 
 class TrainBatches:
@@ -120,7 +113,7 @@ class TrainBatches:
     def __len__(self) -> int:
         return self.batches_per_epoch
 
-    def __iter__(self) -> Iterator[Batch]:
+    def __iter__(self) -> Iterator[PairBatch]:
         # A private generator: DataLoader otherwise draws a seed from the global torch RNG each time an
         # epoch starts, so a resumed run's RNG stream (slot noise) would drift from an uninterrupted one.
         loader = torch.utils.data.DataLoader(
@@ -208,16 +201,3 @@ def eval_batches(urls: ShardSpec, batch_size: int, resolution: int | None) -> wd
         DecodeSamples(resolution),
         wds.batched(batch_size, collation_fn=collate_pairs, partial=True),
     )
-
-
-def images_and_masks(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both frames as independent images: ([2B,3,H,W], [2B,H,W]), frame 0s first.
-
-    A batch of static pairs (frame 1 == frame 0 everywhere, as converted single-image data sets are) gives
-    its frame 0s only ([B,3,H,W]): the same images twice would double the work and change nothing else.
-    """
-    if torch.equal(batch["frame0"], batch["frame1"]) and torch.equal(batch["mask0"], batch["mask1"]):
-        return batch["frame0"], batch["mask0"]
-    images = torch.cat([batch["frame0"], batch["frame1"]], dim=0)
-    masks = torch.cat([batch["mask0"], batch["mask1"]], dim=0)
-    return images, masks

@@ -5,7 +5,7 @@ from typing import Iterable
 
 import torch
 
-from data import images_and_masks
+from data import PairBatch
 from metrics.aggregate import nanmean_with_count
 from metrics.ari import adjusted_rand_index, masks_to_ids
 from metrics.segmentation import matched_miou, mean_best_overlap
@@ -13,12 +13,12 @@ from metrics.segmentation import matched_miou, mean_best_overlap
 METRICS = ("fg_ari", "ari", "mbo", "miou")
 
 
-def load_eval_set(batches: Iterable[dict], max_images: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def load_eval_set(batches: Iterable[PairBatch], max_images: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Decode the eval shards once into (images, masks) chunks, both frames of each pair as images,
     so a sweep over many slot counts does not decode the shards again for each setting."""
     chunks, count = [], 0
     for batch in batches:
-        images, masks = images_and_masks(batch)
+        images, masks = batch.images_and_masks()
         if max_images is not None:
             images, masks = images[: max_images - count], masks[: max_images - count]
         chunks.append((images, masks))

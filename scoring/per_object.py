@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from data import eval_batches
+from data import PairBatch, eval_batches
 from data.errors import DataError
 from metrics.disentanglement import code_disentanglement, evaluate_arrays, factor_importance
 from metrics.matching import hungarian_match, mask_iou
@@ -80,7 +80,7 @@ def object_factor_table(records: list[dict], frame: int, masks: torch.Tensor, ke
     return names, tables
 
 
-def collect_points(model: torch.nn.Module, batches: Iterable[dict], num_slots: int, frames: tuple[int, ...] = (0,),
+def collect_points(model: torch.nn.Module, batches: Iterable[PairBatch], num_slots: int, frames: tuple[int, ...] = (0,),
                    seed: int = 0, max_images: int | None = None, with_frame: bool = True) -> ObjectPoints:
     """Run the model on eval frames and pair its slots with the true objects (Hungarian on mask IoU)."""
     device = next(model.parameters()).device
@@ -90,11 +90,10 @@ def collect_points(model: torch.nn.Module, batches: Iterable[dict], num_slots: i
     with torch.no_grad():
         for batch in batches:
             for frame in frames:
-                images, masks = batch[f"frame{frame}"], batch[f"mask{frame}"]
+                images, masks = (batch.frame0, batch.mask0) if frame == 0 else (batch.frame1, batch.mask1)
                 if max_images is not None:
                     images, masks = images[: max_images - seen], masks[: max_images - seen]
-                names, tables = object_factor_table(batch["factors"][: len(images)], frame, masks,
-                                                    batch.get("keys", ["?"] * len(images)))
+                names, tables = object_factor_table(batch.factors[: len(images)], frame, masks, batch.keys)
                 if points.factor_names is None:
                     points.factor_names = names
                 elif names != points.factor_names:
@@ -257,7 +256,7 @@ def format_code_readout(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def per_object_scores(model: torch.nn.Module, batches: Iterable[dict], num_slots: int, seed: int = 0,
+def per_object_scores(model: torch.nn.Module, batches: Iterable[PairBatch], num_slots: int, seed: int = 0,
                       max_images: int | None = None, train_fraction: float = TRAIN_FRACTION,
                       metrics: Iterable[str] = PER_OBJECT_METRICS, dci_importance_model: str = "random_forest",
                       with_frame: bool = True) -> dict[str, float]:

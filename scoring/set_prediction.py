@@ -9,6 +9,7 @@ from typing import Iterable
 
 import torch
 
+from data import PairBatch
 from data.properties import PropertyLayout, object_targets
 from metrics.average_precision import DISTANCE_SCALE, THRESHOLDS, average_precision, threshold_key
 from metrics.matching import hungarian_match, pad_targets, pairwise_huber_cost
@@ -19,13 +20,13 @@ COLUMNS = ("num_slots", "num_iterations", *AP_KEYS)
 SWEEP_FILES = ("set_prediction_sweep.csv", "set_prediction_sweep.png")
 
 
-def load_property_eval_set(batches: Iterable[dict], layout: PropertyLayout, max_images: int | None = None
+def load_property_eval_set(batches: Iterable[PairBatch], layout: PropertyLayout, max_images: int | None = None
                            ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Decode the eval shards once into (images, targets) chunks, both frames of each pair as images."""
     chunks, count = [], 0
     for batch in batches:
-        images = torch.cat([batch["frame0"], batch["frame1"]])
-        frames = [object_targets(batch["factors"], layout, frame)[0] for frame in (0, 1)]
+        images = batch.frames
+        frames = [object_targets(batch.factors, layout, frame)[0] for frame in (0, 1)]
         width = max(t.shape[1] for t in frames)
         targets = torch.cat([_pad(t, width) for t in frames])
         if max_images is not None:

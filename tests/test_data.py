@@ -8,6 +8,7 @@ import os
 import shlex
 import tarfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,6 @@ from data import (
     GENERATORS,
     ensure_dataset,
     eval_batches,
-    images_and_masks,
     make_generator,
     resolve_shards,
     train_batches,
@@ -181,11 +181,11 @@ def test_impossible_configuration_raises_a_clear_error() -> None:
 def test_shard_round_trip_is_bit_exact(shard_dir: Path) -> None:
     generator = make_generator("multi_dsprites")
     batches = list(eval_batches(shard_dir, 16, resolution=32))
-    frames0 = to_uint8(torch.cat([b["frame0"] for b in batches]))
-    frames1 = to_uint8(torch.cat([b["frame1"] for b in batches]))
-    masks0 = torch.cat([b["mask0"] for b in batches]).numpy()
-    masks1 = torch.cat([b["mask1"] for b in batches]).numpy()
-    factors = [f for b in batches for f in b["factors"]]
+    frames0 = to_uint8(torch.cat([b.frame0 for b in batches]))
+    frames1 = to_uint8(torch.cat([b.frame1 for b in batches]))
+    masks0 = torch.cat([b.mask0 for b in batches]).numpy()
+    masks1 = torch.cat([b.mask1 for b in batches]).numpy()
+    factors = [f for b in batches for f in b.factors]
     assert len(factors) == NUM_PAIRS
     for i in (0, 13, NUM_PAIRS - 1):
         written = generator.pair(factors[i]["seed"], factors[i]["index"])
@@ -235,8 +235,8 @@ def test_ensure_dataset_reuses_the_cache(tmp_path: Path, monkeypatch: pytest.Mon
         other = ensure_dataset("tetrominoes", {"changed_factors": 1}, tmp_path, **kwargs)
     assert other.root != info.root
 
-    train_keys = {f["seed"][1] for b in eval_batches(info.train_shards, 8, 35) for f in b["factors"]}
-    eval_pairs = [f for b in eval_batches(info.eval_shards, 8, 35) for f in b["factors"]]
+    train_keys = {f["seed"][1] for b in eval_batches(info.train_shards, 8, 35) for f in b.factors}
+    eval_pairs = [f for b in eval_batches(info.eval_shards, 8, 35) for f in b.factors]
     assert {f["seed"][1] for f in eval_pairs}.isdisjoint(train_keys), "train and eval use different seed streams"
 
 
@@ -265,7 +265,7 @@ def test_cli_writes_shards_and_reports_errors(tmp_path: Path, capsys: pytest.Cap
     assert make_shards_main(argv) == 0
     assert str(tmp_path) in capsys.readouterr().out
     batch = next(iter(eval_batches(tmp_path, 6, resolution=64)))
-    assert batch["frame0"].shape == (6, 3, 64, 64)
+    assert batch.frame0.shape == (6, 3, 64, 64)
     assert make_shards_main(["--generator", "nope", "--out-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown generator" in err
@@ -279,20 +279,24 @@ def test_train_batches_format(shard_dir: Path) -> None:
     assert len(batches) == 3
     batch = batches[0]
     for name in ("frame0", "frame1"):
-        assert batch[name].shape == (4, 3, 32, 32) and batch[name].dtype == torch.float32
-        assert batch[name].min() >= -1.0 and batch[name].max() <= 1.0
-        assert batch[name].min() == -1.0, "black background maps to -1"
+        frame = getattr(batch, name)
+        assert frame.shape == (4, 3, 32, 32) and frame.dtype == torch.float32
+        assert frame.min() >= -1.0 and frame.max() <= 1.0
+        assert frame.min() == -1.0, "black background maps to -1"
     for name in ("mask0", "mask1"):
-        assert batch[name].shape == (4, 32, 32) and batch[name].dtype == torch.int64
-    assert len(batch["factors"]) == 4 and isinstance(batch["factors"][0], dict)
-    images, masks = images_and_masks(batch)
+        assert getattr(batch, name).shape == (4, 32, 32) and getattr(batch, name).dtype == torch.int64
+    assert len(batch.factors) == 4 and isinstance(batch.factors[0], dict)
+    images, masks = batch.images_and_masks()
     assert images.shape == (8, 3, 32, 32) and masks.shape == (8, 32, 32)
-    assert torch.equal(images[4:], batch["frame1"]) and torch.equal(masks[:4], batch["mask0"])
-    static = {**batch, "frame1": batch["frame0"].clone(), "mask1": batch["mask0"].clone()}
-    images, masks = images_and_masks(static)  # static pairs (converted single images): each image once
-    assert torch.equal(images, batch["frame0"]) and torch.equal(masks, batch["mask0"])
-    static["mask1"][0, 0, 0] += 1  # same pixels but other ids: not static, both frames kept
-    assert images_and_masks(static)[0].shape[0] == 8
+    assert torch.equal(images[4:], batch.frame1) and torch.equal(masks[:4], batch.mask0)
+    static = replace(batch, frame1=batch.frame0.clone(), mask1=batch.mask0.clone())
+    images, masks = static.images_and_masks()  # static pairs (converted single images): each image once
+    assert torch.equal(images, batch.frame0) and torch.equal(masks, batch.mask0)
+    static.mask1[0, 0, 0] += 1  # same pixels but other ids: not static, both frames kept
+    assert static.images_and_masks()[0].shape[0] == 8
+    moved = batch.to("meta")  # the loop moves a batch once: every tensor goes, the records stay
+    assert all(getattr(moved, name).device.type == "meta" for name in ("frame0", "frame1", "mask0", "mask1"))
+    assert moved.factors is batch.factors and moved.keys is batch.keys and len(moved) == 4
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
@@ -300,7 +304,7 @@ def test_train_batches_are_deterministic(shard_dir: Path, num_workers: int) -> N
     def keys(seed: int, epoch: int) -> list[list[str]]:
         loader = train_batches(shard_dir, 4, seed=seed, epoch=epoch, batches_per_epoch=6,
                                shuffle_buffer=16, num_workers=num_workers, resolution=32)
-        return [b["keys"] for b in loader]
+        return [b.keys for b in loader]
 
     first = keys(0, 1)
     assert len(first) == 6
@@ -324,7 +328,7 @@ def test_ranks_split_one_seeded_shard_stream(shard_dir: Path, monkeypatch: pytes
         monkeypatch.setenv("RANK", str(rank))
         monkeypatch.setenv("WORLD_SIZE", "2")
         loader = train_batches(shard_dir, 4, seed=0, epoch=0, batches_per_epoch=4, shuffle_buffer=0, resolution=32)
-        indices = [f["index"] for batch in loader for f in batch["factors"]]
+        indices = [f["index"] for batch in loader for f in batch.factors]
         assert len(indices) == 16, "every rank gets exactly batches_per_epoch batches"
         # Unshuffled, rank r reads every other shard of the common stream, starting at r.
         expected = [f"train-{i // PAIRS_PER_SHARD:06d}.tar" for i in indices[::PAIRS_PER_SHARD]]
@@ -347,16 +351,16 @@ def test_resumed_epoch_sees_the_same_batches(shard_dir: Path) -> None:
     full = list(loader())
     resumed = [batch for step, batch in enumerate(loader()) if step >= 2]
     for a, b in zip(full[2:], resumed):
-        assert torch.equal(a["frame0"], b["frame0"]) and torch.equal(a["mask1"], b["mask1"])
-        assert a["factors"] == b["factors"]
+        assert torch.equal(a.frame0, b.frame0) and torch.equal(a.mask1, b.mask1)
+        assert a.factors == b.factors
 
 
 def test_eval_pass_covers_every_pair_once_in_order(shard_dir: Path) -> None:
     batches = list(eval_batches(f"{shard_dir}/train-{{000000..000004}}.tar", 6, resolution=32))
-    assert [len(b["keys"]) for b in batches] == [6] * 6 + [4], "final partial batch is kept"
-    indices = [f["index"] for b in batches for f in b["factors"]]
+    assert [len(b.keys) for b in batches] == [6] * 6 + [4], "final partial batch is kept"
+    indices = [f["index"] for b in batches for f in b.factors]
     assert indices == list(range(NUM_PAIRS))
-    again = [f["index"] for b in eval_batches(shard_dir, 6, resolution=32) for f in b["factors"]]
+    again = [f["index"] for b in eval_batches(shard_dir, 6, resolution=32) for f in b.factors]
     assert again == indices
 
 

@@ -267,19 +267,19 @@ def test_converter_writes_the_generator_format(tiny_npz, tmp_path: Path) -> None
     ks = []
     batches = list(eval_batches(info.train_shards + info.eval_shards, 10, resolution=64))
     for batch in batches:
-        frames0, frames1 = to_uint8(batch["frame0"]), to_uint8(batch["frame1"])
-        for i, factors in enumerate(batch["factors"]):
+        frames0, frames1 = to_uint8(batch.frame0), to_uint8(batch.frame1)
+        for i, factors in enumerate(batch.factors):
             assert factors["generator"] == "dsprites_npz" and factors["factor_names"] == TINY_NAMES
             assert len(factors["objects0"]) == len(factors["objects1"]) == factors["num_objects"] == 1
             assert 1 <= factors["k"] <= 4 and changed_names(factors) == {n for _, n in factors["changed"]}
             assert len(factors["changed"]) == factors["k"]
             ks.append(factors["k"])
-            for frames, mask, objects in ((frames0, batch["mask0"], "objects0"), (frames1, batch["mask1"], "objects1")):
+            for frames, mask, objects in ((frames0, batch.mask0, "objects0"), (frames1, batch.mask1, "objects1")):
                 row = np.array([[factors[objects][0][n] for n in TINY_NAMES]])
                 image = arrays["imgs"][source.rows_of(row)[0]]
                 np.testing.assert_array_equal(frames[i], np.repeat(image[..., None] * 255, 3, axis=2))
                 np.testing.assert_array_equal(mask[i].numpy(), image)
-    assert sum(len(b["factors"]) for b in batches) == 30 and len(set(ks)) > 1
+    assert sum(len(b.factors) for b in batches) == 30 and len(set(ks)) > 1
 
     with tarfile.open(info.train_shards[0]) as archive:  # the raw samples decode too
         members = {m.name: archive.extractfile(m).read() for m in archive.getmembers()}
@@ -308,7 +308,7 @@ def test_converter_reuses_and_refuses(tiny_npz, tmp_path: Path, capsys: pytest.C
     assert info.manifest["params"]["generator_config"]["changed_factors"] == 2
     assert info.manifest["params"]["generator_config"]["npz"] == path.name
     for batch in eval_batches(info.train_shards, 4, resolution=64):
-        assert all(f["k"] == 2 and len(changed_names(f)) == 2 for f in batch["factors"])
+        assert all(f["k"] == 2 and len(changed_names(f)) == 2 for f in batch.factors)
     mtimes = {p: os.stat(p).st_mtime_ns for p in info.train_shards}
     assert convert_main(argv) == 0  # same parameters: reused, not rewritten
     assert mtimes == {p: os.stat(p).st_mtime_ns for p in info.train_shards}

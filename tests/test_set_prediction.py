@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import train_slots
+from data import PairBatch
 from data.errors import DataError
 from data.properties import PropertyLayout, object_targets
 from metrics.average_precision import THRESHOLDS, average_precision, voc_average_precision
@@ -489,9 +490,9 @@ def test_the_official_configuration_runs_through_the_task():
     assert model.autoencoder is None and model.input_skip is None
     assert model.centroid_proj is None and model.glimpse is None
     assert model.head[0].in_features == 64
-    batch = {"frame0": torch.rand(2, 3, 32, 32) * 2 - 1, "frame1": torch.rand(2, 3, 32, 32) * 2 - 1,
-             "factors": synthetic_factors(task, 2, seed=0)}
-    loss, logs = task.training_loss(model, batch, 0, torch.device("cpu"))
+    batch = PairBatch.from_frames(torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1,
+                                  synthetic_factors(task, 2, seed=0))
+    loss, logs = task.training_loss(model, batch, 0)
     loss.backward()
     assert set(logs) == {"loss", "huber"} and torch.isfinite(loss)
     assert all(p.grad is not None for p in model.head.parameters())
@@ -542,9 +543,9 @@ def test_compactness_weight_adds_its_part_to_the_training_loss():
         task = SetPredictionTask(build_config([{"task": "set_prediction"}] + [parse_override(o) for o in overrides]))
         torch.manual_seed(0)
         model = task.build_model()
-        batch = {"frame0": torch.rand(2, 3, 32, 32) * 2 - 1, "frame1": torch.rand(2, 3, 32, 32) * 2 - 1,
-                 "factors": synthetic_factors(task, 2, seed=0)}
-        return task.training_loss(model, batch, 0, torch.device("cpu"))[1]
+        batch = PairBatch.from_frames(torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1,
+                                      synthetic_factors(task, 2, seed=0))
+        return task.training_loss(model, batch, 0)[1]
 
     off, on = step(0), step(10)
     assert "compactness" not in off and float(on["compactness"]) > 0
@@ -622,11 +623,11 @@ def test_reconstruction_weight_adds_the_pixel_loss_of_the_autoencoder():
     task = _reconstruction_task("set_prediction.encoder_strides=null")
     model = task.build_model()
     assert model.autoencoder.mask_prior == "attention" and model.autoencoder.decoder.convs[0].out_channels == 4
-    batch = {"frame0": torch.rand(2, 3, 32, 32) * 2 - 1, "frame1": torch.rand(2, 3, 32, 32) * 2 - 1,
-             "factors": synthetic_factors(task, 2, seed=0)}
+    batch = PairBatch.from_frames(torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1,
+                                  synthetic_factors(task, 2, seed=0))
     torch.manual_seed(1)
-    loss, logs = task.training_loss(model, batch, 0, torch.device("cpu"))
-    images = torch.cat([batch["frame0"], batch["frame1"]])
+    loss, logs = task.training_loss(model, batch, 0)
+    images = batch.frames
     torch.manual_seed(1)
     again = model(images)  # the same slot draws: the logged part is the MSE of this reconstruction
     torch.testing.assert_close(logs["reconstruction"], torch.nn.functional.mse_loss(again.reconstruction, images))

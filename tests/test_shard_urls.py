@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from data import DataError, eval_batches, make_generator, resolve_shards, train_batches, write_split
+from data import DataError, PairBatch, eval_batches, make_generator, resolve_shards, train_batches, write_split
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +29,12 @@ def test_pipe_urls_are_brace_expanded_and_read_like_local_files(shard_dir: Path)
     assert urls == [f"pipe:cat {shard_dir}/train-{i:06d}.tar" for i in range(3)]
     local = sorted(str(p) for p in shard_dir.glob("train-*.tar"))
 
-    def batches(shards: list[str]) -> list[dict]:
+    def batches(shards: list[str]) -> list[PairBatch]:
         return list(train_batches(shards, 4, seed=0, epoch=0, batches_per_epoch=3, shuffle_buffer=8, resolution=16))
 
     for piped, direct in zip(batches(urls), batches(local), strict=True):
-        assert piped["keys"] == direct["keys"] and torch.equal(piped["frame0"], direct["frame0"])
-    keys = [key for batch in eval_batches(pipe_url(shard_dir, "eval", 1), 4, resolution=16) for key in batch["keys"]]
+        assert piped.keys == direct.keys and torch.equal(piped.frame0, direct.frame0)
+    keys = [key for batch in eval_batches(pipe_url(shard_dir, "eval", 1), 4, resolution=16) for key in batch.keys]
     assert keys == [f"eval-{i:08d}" for i in range(6)]
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from data import PairBatch
 from data.errors import DataError
 from scoring.per_object import ObjectPoints, add_matches, object_factor_table, score_points
 from weak_supervision.aggregation import kl_per_dim
@@ -202,8 +203,7 @@ def test_mask_prior_fade_schedule_sets_the_model_weight_and_is_checked():
                    "weak_slots.mask_prior_fade_steps=200", "weak_slots.mask_prior_floor=0.25")
     assert [floored.mask_prior_weight(step) for step in (0, 100, 200, 300, 900)] == [1.0, 1.0, 0.625, 0.25, 0.25]
     model = tiny_model(**DISCOVERY_OPTIONS)
-    batch = {"frame0": images(batch=2), "frame1": images(batch=2, seed=1)}
-    fading.training_loss(model, batch, 200, torch.device("cpu"))
+    fading.training_loss(model, PairBatch.from_frames(images(batch=2), images(batch=2, seed=1)), 200)
     assert float(model.mask_prior_weight) == 0.5
     assert "mask_prior_weight" in model.state_dict()  # a checkpoint keeps how far the prior has faded
     with pytest.raises(ConfigError, match="needs model.mask_prior=attention"):

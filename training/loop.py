@@ -14,7 +14,7 @@ from accelerate.utils import broadcast_object_list, parse_flag_from_env, set_see
 from torch import nn
 from tqdm.auto import tqdm
 
-from data import train_batches
+from data import PairBatch, train_batches
 from training.build import dataset_urls
 from training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from training.config import (DEFAULT_PRESET, ConfigError, RunConfig, build_config, load_yaml, parse_override,
@@ -86,7 +86,7 @@ def decide_run_dir(state: PartialState, config: RunConfig, preset: str | None, r
     return run_dir
 
 
-def batch_stream(urls: list[str], config: RunConfig, accelerator: Accelerator, start_step: int) -> Iterator[dict]:
+def batch_stream(urls: list[str], config: RunConfig, accelerator: Accelerator, start_step: int) -> Iterator[PairBatch]:
     """Endless training batches; epoch e is a pure function of (seed, e, rank), so resuming at any step
     replays exactly the batches an uninterrupted run would have seen. Ranks draw disjoint shards."""
     per_epoch = config.train.batches_per_epoch
@@ -143,8 +143,8 @@ class TrainingStep(nn.Module):
         super().__init__()
         self.task, self.model = task, model
 
-    def forward(self, batch: dict, step: int, device: torch.device) -> tuple[torch.Tensor, dict]:
-        return self.task.training_loss(self.model, batch, step, device)
+    def forward(self, batch: PairBatch, step: int) -> tuple[torch.Tensor, dict]:
+        return self.task.training_loss(self.model, batch, step)
 
     def state_dict(self, *args, **kwargs) -> dict:
         return self.model.state_dict(*args, **kwargs)
@@ -198,7 +198,7 @@ def train(preset: str | None, config_file: Path | None, resume: Path | None, ove
     train_start = time.time()
     step = start_step
     while step < config.train.max_steps:
-        loss, logs = training_step(next(stream), step, accelerator.device)
+        loss, logs = training_step(next(stream).to(accelerator.device), step)
         accelerator.backward(loss)
         if config.train.grad_clip > 0:
             accelerator.clip_grad_norm_(training_step.parameters(), config.train.grad_clip)

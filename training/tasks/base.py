@@ -10,6 +10,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
+from data import PairBatch
 from training.config import RunConfig
 
 
@@ -32,10 +33,11 @@ class Task(abc.ABC):
         return [parameter for parameter in model.parameters() if parameter.requires_grad]
 
     @abc.abstractmethod
-    def training_loss(self, model: nn.Module, batch: dict, step: int, device: torch.device
+    def training_loss(self, model: nn.Module, batch: PairBatch, step: int
                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """(loss to back-propagate, scalars to log). Logged values stay tensors: the loop reads them only
-        every `log_every` steps, so training does not wait on the device each step."""
+        """(loss to back-propagate, scalars to log) of a batch the loop has moved to the model's device.
+        Logged values stay tensors: the loop reads them only every `log_every` steps, so training does not
+        wait on the device each step."""
 
     def prepare_quick_eval(self, eval_urls: list[str]) -> None:
         """Load what `quick_eval` needs, once, on the main process."""

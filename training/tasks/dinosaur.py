@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from einops import einsum, repeat
 from torch import nn
 
-from data import images_and_masks
+from data import PairBatch
 from slots import DinosaurOutput, SlotAutoencoderOutput
 from training.tasks.discovery import DiscoveryTask
 
@@ -27,10 +27,10 @@ def mean_colour_picture(images: torch.Tensor, output: DinosaurOutput) -> SlotAut
 class DinosaurTask(DiscoveryTask):
     name = "dinosaur"
 
-    def training_loss(self, model: nn.Module, batch: dict, step: int, device: torch.device
+    def training_loss(self, model: nn.Module, batch: PairBatch, step: int
                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        images, _ = images_and_masks(batch)
-        output = model(images.to(device))
+        images, _ = batch.images_and_masks()
+        output = model(images)
         loss = F.mse_loss(output.reconstruction.float(), output.target.float())
         return loss, {"loss": loss.detach()}
 

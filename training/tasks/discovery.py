@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data import eval_batches, images_and_masks
+from data import PairBatch, eval_batches
 from scoring.discovery import evaluate_discovery, load_eval_set
 from scoring.slot_sweep import format_table, sweep, write_sweep
 from viz.slot_grid import save_slot_grid
@@ -39,10 +39,9 @@ class DiscoveryTask(Task):
         """What slots.png shows for these images: the autoencoder's own output."""
         return model(images, generator=generator)
 
-    def training_loss(self, model: nn.Module, batch: dict, step: int, device: torch.device
+    def training_loss(self, model: nn.Module, batch: PairBatch, step: int
                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        images, _ = images_and_masks(batch)
-        images = images.to(device)
+        images, _ = batch.images_and_masks()
         loss = F.mse_loss(model(images).reconstruction.float(), images)
         return loss, {"loss": loss.detach()}
 

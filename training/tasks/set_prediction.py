@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data import DataError, eval_batches, make_generator
+from data import DataError, PairBatch, eval_batches, make_generator
 from data.properties import PropertyLayout, object_targets
 from scoring.set_prediction import AP_KEYS, format_table, load_property_eval_set, sweep, write_sweep
 from metrics.average_precision import DISTANCE_SCALE, DISTANCE_UNIT
@@ -102,10 +102,10 @@ class SetPredictionTask(Task):
             glimpse_channels=options.glimpse_channels, autoencoder=autoencoder, head_masks=options.head_masks,
         )
 
-    def targets(self, batch: dict) -> torch.Tensor:
+    def targets(self, factors: list[dict]) -> torch.Tensor:
         """Targets [2B, K, P] of both frames (frame 0s first, as the images), padded to the slot count."""
         num_slots = self.config.model.num_slots
-        return torch.cat([object_targets(batch["factors"], self.layout, frame, num_slots)[0] for frame in (0, 1)])
+        return torch.cat([object_targets(factors, self.layout, frame, num_slots)[0] for frame in (0, 1)])
 
     def loss(self, output: SetPredictionOutput, targets: torch.Tensor, images: torch.Tensor) -> SetLoss:
         """The configured matched loss plus, if weighted, the attention segmentation loss."""
@@ -131,10 +131,10 @@ class SetPredictionTask(Task):
             result.parts["compactness"] = compactness.detach()
         return result
 
-    def training_loss(self, model: nn.Module, batch: dict, step: int, device: torch.device
+    def training_loss(self, model: nn.Module, batch: PairBatch, step: int
                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        images = torch.cat([batch["frame0"], batch["frame1"]]).to(device)
-        targets = self.targets(batch).to(device)
+        images = batch.frames
+        targets = self.targets(batch.factors).to(images.device)
         result = self.loss(model(images), targets, images)
         return result.loss, {"loss": result.loss.detach(), **result.parts}
 

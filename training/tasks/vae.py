@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from data import DSprites, eval_batches
+from data import DSprites, PairBatch, eval_batches
 from data.ground_truth import DSpritesSource, NpzDSpritesSource
 from metrics.disentanglement import evaluate_all, mig, sample_representations
 from viz.traversal import save_latent_traversal
@@ -87,11 +87,10 @@ class VAETask(Task):
                            "betas": (0.5, 0.9)})
         return groups
 
-    def training_loss(self, model: nn.Module, batch: dict, step: int, device: torch.device
-                      ) -> tuple[torch.Tensor, dict[str, float]]:
-        frame0 = frames_for_vae(batch["frame0"], self.config.vae.grayscale).to(device)
-        frame1 = frames_for_vae(batch["frame1"], self.config.vae.grayscale).to(device)
-        changed = changed_labels(batch["factors"]).to(device) if self.info.uses_labels else None
+    def training_loss(self, model: nn.Module, batch: PairBatch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        frame0 = frames_for_vae(batch.frame0, self.config.vae.grayscale)
+        frame1 = frames_for_vae(batch.frame1, self.config.vae.grayscale)
+        changed = changed_labels(batch.factors).to(batch.frame0.device) if self.info.uses_labels else None
         return vae_loss(model.vae, model.discriminator, self.method, frame0, frame1, changed, step=step)
 
     def representation_fn(self, model: nn.Module):
@@ -110,7 +109,7 @@ class VAETask(Task):
 
     def prepare_quick_eval(self, eval_urls: list[str]) -> None:
         batches = eval_batches(eval_urls, self.config.eval.batch_size, self.config.data.resolution)
-        frames = [frames_for_vae(torch.cat([b["frame0"], b["frame1"]]), self.config.vae.grayscale) for b in batches]
+        frames = [frames_for_vae(b.frames, self.config.vae.grayscale) for b in batches]
         self.quick_images = torch.cat(frames)[: self.config.train.eval_images]
 
     @torch.no_grad()

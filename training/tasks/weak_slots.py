@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from scoring.per_object import run_object_scores
+from data import PairBatch
 from training.config import ConfigError, RunConfig
 from training.schedule import linear_ramp
 from training.tasks.discovery import DiscoveryTask
@@ -67,11 +68,11 @@ class WeakSlotsTask(DiscoveryTask):
     def build_model(self) -> nn.Module:
         return build_slot_vae(self.config)
 
-    def training_loss(self, model: nn.Module, batch: dict, step: int, device: torch.device
+    def training_loss(self, model: nn.Module, batch: PairBatch, step: int
                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if self.config.weak_slots.mask_prior_fade_steps > 0:
             model.mask_prior_weight.fill_(self.mask_prior_weight(step))
-        return slot_pair_loss(model, batch["frame0"].to(device), batch["frame1"].to(device), self.settings,
+        return slot_pair_loss(model, batch.frame0, batch.frame1, self.settings,
                               warmup=self.warmup(step))
 
     def warmup(self, step: int) -> float:
