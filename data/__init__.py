@@ -3,7 +3,8 @@
 Generators (``multi_dsprites``, ``tetrominoes``, ``dsprites``) make pairs of frames that
 differ in a few recorded (object, factor) entries; ``shards`` writes them into WebDataset
 tar shards with a cached, hash-named dataset directory; ``loader`` streams deterministic
-batches (``PairBatch``) from them. ``ground_truth`` serves dSprites factors and images to the metrics.
+batches (``PairBatch``) from them; ``check_shards`` decodes shards once so damage fails at
+start-up. ``ground_truth`` serves dSprites factors and images to the metrics.
 """
 
 from data.batch import PairBatch
@@ -11,6 +12,7 @@ from data.codec import SAMPLE_KEYS, decode_sample, encode_pair
 from data.dsprites import DSprites
 from data.errors import DataError
 from data.ground_truth import DSpritesSource, NpzDSpritesSource
+from data.integrity import check_shards
 from data.loader import TrainBatches, collate_pairs, eval_batches, train_batches
 from data.pairs import SceneGenerator
 from data.registry import GENERATORS, make_generator
@@ -36,6 +38,7 @@ __all__ = [
     "SceneGenerator",
     "Tetrominoes",
     "TrainBatches",
+    "check_shards",
     "collate_pairs",
     "decode_sample",
     "encode_pair",

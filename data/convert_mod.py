@@ -33,13 +33,12 @@ import argparse
 import contextlib
 import itertools
 import json
-import multiprocessing
 import os
 import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,6 +53,7 @@ from data.mod_schema import SCHEMAS, DatasetSchema, get_schema, parse_record
 from data.shards import MANIFEST_NAME, DatasetInfo, convert_into, default_num_workers, shard_name
 from data.tfrecords import iter_records
 from data.version import DATA_VERSION
+from data.workers import generation_pool
 
 GENERATOR_VERSION = 1
 DEFAULT_NUM_TRAIN = 60_000
@@ -147,8 +147,7 @@ def ordered_map(fn: Callable[[T], R], jobs: Iterable[T], workers: int) -> Iterat
     if workers <= 1:
         yield from map(fn, jobs)
         return
-    # fork: the children need only modules the parent has already imported.
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+    pool = generation_pool(workers)  # fork, and the workers die with this process
     pending: deque[Future[R]] = deque()
     try:
         for job in jobs:

@@ -3,22 +3,23 @@
 A dataset directory is named after a hash of everything that determines its bytes
 (generator name and resolved config, sizes, seed, format version), so ``ensure_dataset``
 can reuse it on the next run and never mixes datasets made with different parameters.
-It is written to a temporary directory and renamed into place only when complete: an
-interrupted generation never leaves something that looks like a finished dataset.
+It is written to a staging directory and renamed into place only when complete: an
+interrupted generation never leaves something that looks like a finished dataset, and the
+staging directory of a killed process is removed by the next run (``data.staging``). The
+manifest records each shard's sha256; a cached dataset whose shards no longer match is
+regenerated once, with a one-line note on stderr (``data.integrity``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
-import shutil
+import sys
 import time
-import uuid
 import warnings
 import zlib
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Callable
@@ -29,10 +30,13 @@ from tqdm import tqdm
 
 from data.codec import encode_pair
 from data.errors import DataError
+from data.integrity import CHECKSUMS_KEY, seal_manifest, verify_checksums
 from data.pairs import SceneGenerator
 from data.registry import make_generator
 from data.resolve import check_local_shard
+from data.staging import discard, remove_stale_staging, staging_dir
 from data.version import DATA_VERSION
+from data.workers import generation_pool, stop_pool
 
 MANIFEST_NAME = "manifest.json"
 #: Fewer train shards than this starves shard-level shuffling and worker/rank splitting.
@@ -97,15 +101,17 @@ def write_split(
             for path, (start, stop) in zip(paths, ranges):
                 bar.update(_write_shard(generator, path, split, seed, start, stop))
         else:
-            # fork: the children only need numpy/PIL state that already exists in the parent.
-            context = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-                futures = [
-                    pool.submit(_write_shard, generator, path, split, seed, start, stop)
-                    for path, (start, stop) in zip(paths, ranges)
-                ]
-                for future in as_completed(futures):
-                    bar.update(future.result())
+            with generation_pool(workers) as pool:
+                try:
+                    futures = [
+                        pool.submit(_write_shard, generator, path, split, seed, start, stop)
+                        for path, (start, stop) in zip(paths, ranges)
+                    ]
+                    for future in as_completed(futures):
+                        bar.update(future.result())
+                except BaseException:
+                    stop_pool(pool)  # no worker may go on writing into a directory the caller removes
+                    raise
     return paths
 
 
@@ -172,7 +178,11 @@ def _info_from_manifest(root: Path, manifest: dict[str, Any]) -> DatasetInfo:
 
 
 def load_dataset(root: str | os.PathLike) -> DatasetInfo:
-    """Read a dataset directory's manifest and check that every listed shard is intact."""
+    """Read a dataset directory's manifest and check that every listed shard is intact.
+
+    Intact means complete (ends with a tar end-of-archive marker) and, where the manifest records
+    checksums, byte for byte what was written.
+    """
     root = Path(root)
     manifest_path = root / MANIFEST_NAME
     try:
@@ -188,6 +198,8 @@ def load_dataset(root: str | os.PathLike) -> DatasetInfo:
     info = _info_from_manifest(root, manifest)
     for shard in info.train_shards + info.eval_shards:
         check_local_shard(shard)
+    if CHECKSUMS_KEY in manifest:
+        verify_checksums(root, manifest)
     return info
 
 
@@ -199,6 +211,38 @@ def _reusable(root: Path, params: dict[str, Any]) -> DatasetInfo | None:
     except DataError:
         return None
     return info if info.manifest["params"] == params else None
+
+
+def _recorded_params(root: Path) -> Any:
+    """The ``params`` a dataset directory's manifest records; None if there is no readable manifest."""
+    try:
+        return json.loads((root / MANIFEST_NAME).read_text()).get("params")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _cached(final: Path, params: dict[str, Any]) -> DatasetInfo | None:
+    """The cached dataset at ``final`` if it is complete and undamaged; otherwise None, after removing it.
+
+    A dataset with the right parameters that fails verification (damaged since it was written,
+    or written before checksums were recorded) is reported in one line on stderr: it is about
+    to be regenerated, which takes a while, and the user should know why.
+    """
+    if not final.exists():
+        return None
+    if _recorded_params(final) != params:
+        warnings.warn(f"dataset directory {final} is incomplete or stale; regenerating it")
+        discard(final)
+        return None
+    try:
+        info = load_dataset(final)  # verifies the checksums where the manifest has them
+        if CHECKSUMS_KEY not in info.manifest:
+            raise DataError(f"{final / MANIFEST_NAME} has no {CHECKSUMS_KEY!r} checksums (written by an older version)")
+    except DataError as error:
+        print(f"note: cached dataset {final} failed verification ({error}); regenerating it", file=sys.stderr)
+        discard(final)
+        return None
+    return info
 
 
 def warn_if_few_shards(num_train: int, pairs_per_shard: int) -> None:
@@ -230,29 +274,40 @@ def write_dataset(generator: SceneGenerator, staging: Path, params: dict[str, An
     return manifest
 
 
+def _existing_output(out: Path, params: dict[str, Any]) -> DatasetInfo | None:
+    """A converter's previous output at ``out`` with these parameters, if any; DataError if it is damaged.
+
+    Never deletes: ``out`` is a directory the user named, so damage is reported, not repaired.
+    """
+    if _recorded_params(out) != params:
+        return None
+    try:
+        return load_dataset(out)
+    except DataError as error:
+        raise DataError(f"output {out} holds this dataset but it is damaged ({error}); remove it and convert again") \
+            from None
+
+
 def convert_into(out: str | os.PathLike, params: dict[str, Any], num_train: int, pairs_per_shard: int,
                  write: Callable[[Path], Any]) -> DatasetInfo:
     """A converter's output directory: reused if it already holds a dataset with these parameters, refused
     if it holds anything else, else filled by ``write(staging)`` in a temporary sibling that is renamed into
     place when complete, so an interrupted conversion never leaves something that looks finished."""
     out = Path(out)
-    existing = _reusable(out, params)
+    remove_stale_staging(out.parent, out.name)
+    existing = _existing_output(out, params)
     if existing is not None:
         return existing
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"output {out} exists and is not a dataset with these parameters; remove it or choose another")
     warn_if_few_shards(num_train, pairs_per_shard)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".tmp-{out.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
-    try:
+    with staging_dir(out.parent, out.name) as staging:
         write(staging)
+        seal_manifest(staging, MANIFEST_NAME)
         if out.exists():
             out.rmdir()  # empty (checked above)
         os.rename(staging, out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return load_dataset(out)
 
 
@@ -271,25 +326,25 @@ def ensure_dataset(
 
     Writes ``train-*.tar``, ``eval-*.tar`` and ``manifest.json`` into
     ``out_root/<generator>-<hash of parameters>/``. Train and eval pairs come from different
-    seed streams. Safe against interruption and against two processes racing to create it.
+    seed streams. Safe against interruption (SIGTERM included) and against two processes racing
+    to create it; staging directories of killed processes are removed first. A cached dataset
+    whose shards no longer match their recorded sha256 is regenerated (byte-identical, since
+    generation is deterministic) with a one-line note on stderr.
     """
     generator = make_generator(generator_name, **(generator_kwargs or {}))
     params = dataset_params(generator, num_train, num_eval, pairs_per_shard, seed)
     out_root = Path(out_root)
     final = out_root / dataset_dir_name(params)
-    existing = _reusable(final, params)
+    remove_stale_staging(out_root)
+    existing = _cached(final, params)
     if existing is not None:
         return existing
-    if final.exists():
-        warnings.warn(f"dataset directory {final} is incomplete or stale; regenerating it")
-        shutil.rmtree(final)
     warn_if_few_shards(num_train, pairs_per_shard)
 
     out_root.mkdir(parents=True, exist_ok=True)
-    staging = out_root / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        manifest = write_dataset(generator, staging, params, num_train, num_eval, pairs_per_shard, seed, progress,
-                                 num_workers)
+    with staging_dir(out_root, final.name) as staging:
+        write_dataset(generator, staging, params, num_train, num_eval, pairs_per_shard, seed, progress, num_workers)
+        manifest = seal_manifest(staging, MANIFEST_NAME)
         try:
             os.rename(staging, final)
         except OSError:
@@ -298,7 +353,4 @@ def ensure_dataset(
             if winner is None:
                 raise
             return winner
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return _info_from_manifest(final, manifest)

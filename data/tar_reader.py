@@ -55,19 +55,32 @@ def _close_shard(stream: Any, url: str) -> None:
         raise DataError(f"shard {url}: the command that streams it failed (exit status {status})") from None
 
 
+def _position(reading: str | None, last_member: str | None) -> str:
+    """Where in a shard reading failed, for the error message: in a member's data, or in the header after one."""
+    if reading is not None:
+        return f"in member {reading!r}"
+    return f"after member {last_member!r}" if last_member is not None else "at its first member"
+
+
 def _read_members(stream: Any, url: str) -> Iterator[dict[str, Any]]:
     count = 0
+    last_member: str | None = None
+    reading: str | None = None
     try:
         archive = tarfile.open(fileobj=stream, mode="r|*", tarinfo=_StrictTarInfo)
         for member in archive:
             if not member.isreg():
                 continue
+            reading = member.name
             data = archive.extractfile(member).read()  # type: ignore[union-attr]
             count += 1
+            last_member, reading = member.name, None
             yield {"fname": member.name, "data": data, "__url__": url}
             archive.members = []  # stream mode: do not accumulate TarInfos
     except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
-        raise DataError(f"shard {url} is not a readable tar (corrupt or truncated): {error}") from None
+        raise DataError(
+            f"shard {url} is not a readable tar (corrupt or truncated) {_position(reading, last_member)}: {error}"
+        ) from None
     if count == 0:
         raise DataError(f"shard {url} contains no files (expected samples with keys frame0.png, ...)")
 
