@@ -98,6 +98,9 @@ def train_oracle(model: PropertyOracle, train: ObjectExamples, epochs: int, batc
     """Adam on the summed cross-entropies, the learning rate annealed to zero (cosine) over all steps."""
     generator = torch.Generator().manual_seed(seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    if len(train.inputs) < batch_size:
+        raise SystemExit(f"error: {len(train.inputs)} training objects, fewer than one batch of {batch_size}: "
+                         "use more --train-pairs")
     steps = epochs * (len(train.inputs) // batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps)
     started = time.perf_counter()

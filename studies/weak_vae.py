@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.finished_only:
         plan = [run for run in plan if read_metrics(args.out, run) is not None]
         if not plan:
-            raise SystemExit(f"error: no finished runs under {args.out / 'runs'}")
+            print(f"no finished runs under {args.out / 'runs'} yet", file=sys.stderr)
+            return 0
     for run in plan:
         ensure_run(args.out, run)
     # Runs other processes held may have finished meanwhile: read every metrics.json now.

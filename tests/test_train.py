@@ -181,8 +181,8 @@ def test_short_training_discovers_objects_better_than_untrained_and_random_masks
 
 
 def test_default_run_configuration_is_pinned():
-    """The default run's numbers in the README were measured with exactly these values: a change to any
-    of them must be deliberate (update this test, re-measure, update the README)."""
+    """The default run's numbers (results/default_run/README.md) were measured with exactly these values: a
+    change to any of them must be deliberate (update this test, re-measure, update the results and CHANGELOG)."""
     from dataclasses import asdict
 
     from training.config import load_yaml, preset_path

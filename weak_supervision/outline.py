@@ -6,7 +6,7 @@ The outline head makes the latent carry shape: from the latent alone it predicts
 resampled on a small grid centred on the slot's attention centroid and stretched by its frame's scales, so
 position and size (already in the frame) are factored out and what is left is shape and orientation. A
 small MLP suffices at that size, where a full-resolution decoder channel was too weak to draw 6-12-pixel
-outlines (README, per-object weak supervision).
+outlines (results/weak_slots_study/README.md).
 """
 from __future__ import annotations
 
