@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from bench.naive import NaiveSlotAutoencoder
 from metrics.ari import adjusted_rand_index
-from slots import SlotAutoencoder
+from slots import build_autoencoder
 from training.config import ModelConfig, TrainConfig, build_config, load_yaml, preset_path
 
 
@@ -62,11 +62,11 @@ def main(argv: list[str] | None = None) -> None:
     model_config = asdict(ModelConfig())
     batch = 2 * TrainConfig().batch_size
     images = torch.rand(batch, 3, args.resolution, args.resolution) * 2 - 1
-    ours = SlotAutoencoder(resolution=(args.resolution,) * 2, **model_config)
-    naive = NaiveSlotAutoencoder(resolution=(args.resolution,) * 2, **model_config)
+    ours = build_autoencoder((args.resolution,) * 2, **model_config)
+    naive = build_autoencoder((args.resolution,) * 2, model_class=NaiveSlotAutoencoder, **model_config)
     naive.load_state_dict(ours.state_dict())
     default_config = asdict(build_config([load_yaml(preset_path("default"))]).model)
-    default = SlotAutoencoder(resolution=(args.resolution,) * 2, **default_config)
+    default = build_autoencoder((args.resolution,) * 2, **default_config)
     seconds = time_training({"naive": naive, "ours": ours, "default": default}, images, args.steps)
     naive_seconds, ours_seconds, default_seconds = seconds["naive"], seconds["ours"], seconds["default"]
 

@@ -1,9 +1,14 @@
 """The Slot Attention module (Locatello et al. 2020, Algorithm 1)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from einops import einsum
 from torch import nn
+
+if TYPE_CHECKING:
+    from slots.frames import SlotFrames
 
 
 class SlotAttention(nn.Module):
@@ -75,10 +80,15 @@ class SlotAttention(nn.Module):
 
     def forward(
         self, inputs: torch.Tensor, slots: torch.Tensor, num_iterations: int = 3,
-        extra_values: torch.Tensor | None = None,
+        extra_values: torch.Tensor | None = None, *, grid_size: tuple[int, int] | None = None,
+        generator: torch.Generator | None = None, initial_frames: SlotFrames | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Refine `slots` [B, K, D] against `inputs` [B, N, D_in]; returns (slots, attention [B, K, N]).
-        `extra_values` [B, N, D] are added to the values only (what slots read, not how they bind)."""
+        `extra_values` [B, N, D] are added to the values only (what slots read, not how they bind).
+
+        `grid_size`, `generator` and `initial_frames` complete the grouping interface (`slots.protocol`) that
+        invariant slot attention needs; plain Slot Attention is a set function of its inputs with nothing to
+        draw and no frames, so it ignores them."""
         keys, values = self.keys_and_values(inputs, num_iterations, extra_values)
         initial = slots
         for _ in range(num_iterations - 1):

@@ -35,6 +35,7 @@ class SpatialBroadcastDecoder(nn.Module):
     ) -> None:
         super().__init__()
         self.relative_positions, self.frame_scale_factor = relative_positions, frame_scale_factor
+        self.out_channels = out_channels
         self.resolution = resolution
         height, width = resolution
         self.grid_size = (height, width) if broadcast_size is None else (broadcast_size, broadcast_size)

@@ -46,26 +46,31 @@ class DinosaurAutoencoder(torch.nn.Module):
                  num_iterations: int = 3, slot_dim: int = 64, mlp_hidden_dim: int = 128,
                  decoder_hidden_dim: int = 1024, decoder_layers: int = 4, implicit_grad: bool = True) -> None:
         super().__init__()
-        if num_slots < 1:
-            raise ValueError(f"num_slots must be >= 1, got {num_slots}")
         self.resolution = tuple(resolution)
-        self.num_slots, self.num_iterations = num_slots, num_iterations
+        self.num_iterations = num_iterations
         self.encoder = encoder
-        self.slot_init = GaussianSlotInit(slot_dim)
+        self.slot_init = GaussianSlotInit(slot_dim, num_slots)
         self.slot_attention = SlotAttention(encoder.out_dim, slot_dim, mlp_hidden_dim, implicit_grad=implicit_grad)
         height, width = encoder.backbone.grid
         self.decoder = MLPFeatureDecoder(slot_dim, encoder.backbone.out_dim, height * width, decoder_hidden_dim,
                                          decoder_layers)
 
+    @property
+    def num_slots(self) -> int:
+        """The training slot count: the initialiser's."""
+        return self.slot_init.num_slots
+
     def forward(self, images: torch.Tensor, num_slots: int | None = None, num_iterations: int | None = None,
-                generator: torch.Generator | None = None) -> DinosaurOutput:
-        """Images [B, 3, H, W] in [-1, 1] -> reconstructed features, targets, masks and slots."""
+                generator: torch.Generator | None = None, initial_slots: torch.Tensor | None = None
+                ) -> DinosaurOutput:
+        """Images [B, 3, H, W] in [-1, 1] -> reconstructed features, targets, masks and slots; `initial_slots`
+        [B, K, D] replaces the sampled initialisation (then `num_slots` is ignored)."""
         check_images(images, self.resolution)
-        num_slots = self.num_slots if num_slots is None else num_slots
         num_iterations = self.num_iterations if num_iterations is None else num_iterations
-        tokens, features = self.encoder.encode(images)
-        initial = self.slot_init(images.shape[0], num_slots, generator)
-        slots, attention = self.slot_attention(features, initial, num_iterations)
-        reconstruction, token_masks = self.decoder(slots)
-        masks = upsample_masks(token_masks, self.encoder.backbone.grid, self.resolution)
+        tokens, features = self.encoder.encode(images)  # [B, N, C_backbone], [B, N, C]
+        if initial_slots is None:
+            initial_slots = self.slot_init(images.shape[0], num_slots, generator)  # [B, K, D]
+        slots, attention = self.slot_attention(features, initial_slots, num_iterations)  # [B, K, D], [B, K, N]
+        reconstruction, token_masks = self.decoder(slots)  # [B, N, C_backbone], [B, K, N]
+        masks = upsample_masks(token_masks, self.encoder.backbone.grid, self.resolution)  # [B, K, H, W]
         return DinosaurOutput(reconstruction, tokens.detach(), masks, token_masks, slots, attention)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
@@ -87,6 +88,11 @@ class BackboneEncoder(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, channels), nn.ReLU(), nn.Linear(channels, channels))
         self.out_dim = channels
 
+    def grid_size(self, height: int, width: int) -> tuple[int, int]:
+        """(height, width) of the token grid: the backbone resizes every image to its own input size, so the
+        grid is the same whatever the image size."""
+        return tuple(self.backbone.grid)
+
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images [B, 3, H, W] in [-1, 1] -> (backbone tokens [B, N, C_backbone], features [B, N, channels])."""
         tokens = self.backbone(images)
@@ -97,3 +103,20 @@ class BackboneEncoder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.encode(images)[1]
+
+
+class ColourValues(nn.Linear):
+    """The input pixels pooled to the feature grid and linearly mapped to value vectors [B, N, D], which Slot
+    Attention adds to its values: the slots read colour directly (random ReLU convolutions all but erase it),
+    while the keys, and so how slots bind, stay the encoder's.
+
+    A `Linear` itself rather than a module holding one, so its parameters keep the names `colour_values.weight`
+    and `colour_values.bias` that checkpoints have."""
+
+    def __init__(self, value_dim: int) -> None:
+        super().__init__(3, value_dim)
+
+    def forward(self, images: torch.Tensor, grid_size: tuple[int, int]) -> torch.Tensor:
+        """Images [B, 3, H, W] -> values [B, h*w, D] on the (h, w) feature grid."""
+        pooled = F.adaptive_avg_pool2d(images, grid_size)  # [B, 3, h, w]
+        return super().forward(rearrange(pooled, "b c h w -> b (h w) c"))

@@ -55,6 +55,39 @@ def frames_from_attention(attention: torch.Tensor, grid_size: tuple[int, int], m
     return SlotFrames(positions, scales.clamp(min_scale, max_scale))
 
 
+class AttentionFrames(nn.Module):
+    """The frames a decoder renders each slot in, read off its attention (a part of `SlotAutoencoder`; a model
+    without it renders in image coordinates).
+
+    `scale=False` renders with the position only (unit scale: "translation"); `isotropic=True` uses one scale
+    for both axes, the geometric mean of the two, so that an object's aspect and the direction it is turned
+    stay in the slot's own frame instead of its scales ("translation_isotropic").
+    """
+
+    def __init__(self, scale: bool = True, isotropic: bool = False) -> None:
+        super().__init__()
+        self.scale, self.isotropic = scale, isotropic
+
+    def measure(self, attention: torch.Tensor, grid_size: tuple[int, int]) -> SlotFrames:
+        """Where each slot is and how far it spreads (what a slot's representation and its outline are read in):
+        its attention's centre of mass and spread, isotropic if the renderer is."""
+        frames = frames_from_attention(attention, grid_size)
+        if self.isotropic:
+            frames.scales = frames.scales.log().mean(dim=-1, keepdim=True).exp().expand_as(frames.scales)
+        return frames
+
+    def forward(self, attention: torch.Tensor, grid_size: tuple[int, int]) -> SlotFrames:
+        """Attention [B, K, N] over the (h, w) feature grid -> the frames to render in (positions and scales
+        [B, K, 2])."""
+        frames = self.measure(attention, grid_size)
+        if not self.scale:
+            frames.scales = torch.ones_like(frames.scales)
+        return frames
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}, isotropic={self.isotropic}"
+
+
 def relative_grid(frames: SlotFrames, height: int, width: int, scale_factor: float = 1.0) -> torch.Tensor:
     """The image grid in every slot's frame: [B, K, H, W, 2] = (grid - position) / (scale * scale_factor)."""
     grid = centred_grid(height, width, frames.positions.device, frames.positions.dtype)

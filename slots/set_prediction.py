@@ -96,8 +96,6 @@ class SlotSetPredictor(nn.Module):
         head_masks: str = "attention",
     ) -> None:
         super().__init__()
-        if num_slots < 1:
-            raise ValueError(f"num_slots must be >= 1, got {num_slots}")
         if head_masks not in ("attention", "decoder"):
             raise ValueError(f"head_masks must be 'attention' or 'decoder', got {head_masks!r}")
         if head_masks == "decoder" and autoencoder is None:
@@ -114,11 +112,11 @@ class SlotSetPredictor(nn.Module):
         if autoencoder is None:
             self.encoder = CNNEncoder(encoder_channels, encoder_layers, encoder_kernel, strides=encoder_strides)
             self.input_skip = nn.Linear(3, encoder_channels) if input_skip else None
-            self.slot_init = GaussianSlotInit(slot_dim)
+            self.slot_init = GaussianSlotInit(slot_dim, num_slots)
             self.slot_attention = SlotAttention(encoder_channels, slot_dim, mlp_hidden_dim,
                                                 implicit_grad=implicit_grad)
         else:
-            slot_dim = autoencoder.slot_init.mu.shape[-1]
+            slot_dim = autoencoder.slot_init.slot_dim
         self.slot_geometry = slot_geometry
         self.glimpse = SlotGlimpse(glimpse_size, glimpse_channels, head_hidden_dim) if glimpse_size else None
         head_in = slot_dim + (GEOMETRY_DIM if slot_geometry else 0) + (head_hidden_dim if glimpse_size else 0)

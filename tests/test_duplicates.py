@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from slots.duplicates import duplicate_groups, merge_duplicate_masks
+from slots.duplicates import MergeDuplicates, duplicate_groups, merge_duplicate_masks
 from tests.test_slots import tiny_model
 
 
@@ -62,7 +62,7 @@ def test_the_model_merges_only_outside_training_and_keeps_its_slot_count():
     raw = model(images, num_slots=6, generator=generator())
     model.eval()
     merged = model(images, num_slots=6, generator=generator())
-    model.merge_duplicates = None
+    MergeDuplicates.attached(model).remove()
     unmerged = model(images, num_slots=6, generator=generator())
     assert merged.masks.shape == (2, 6, 16, 16)
     torch.testing.assert_close(merged.masks, merge_duplicate_masks(unmerged.masks, 0.5))

@@ -23,7 +23,7 @@ def test_with_a_flat_decoder_alpha_the_masks_are_the_attention():
     expected = rearrange(output.attention, "b k (h w) -> b k h w", h=16)
     torch.testing.assert_close(output.masks, expected, atol=1e-6, rtol=1e-5)
     # without the prior the same flat alpha gives uniform masks
-    model.mask_prior = "none"
+    model.alpha_prior = None
     uniform = model(torch.rand(2, 3, 16, 16) * 2 - 1).masks
     torch.testing.assert_close(uniform, torch.full_like(uniform, 0.25))
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from slots import GaussianSlotInit, SlotAttention, SlotAutoencoder, SpatialBroadcastDecoder
+from slots import GaussianSlotInit, SlotAttention, SlotAutoencoder, SpatialBroadcastDecoder, build_autoencoder
 
 
 @pytest.fixture(autouse=True)
@@ -85,10 +85,13 @@ def test_broadcast_decoder_rejects_impossible_upsampling():
         SpatialBroadcastDecoder(slot_dim=10, resolution=(24, 24), broadcast_size=5)
 
 
-def tiny_model(**kwargs) -> SlotAutoencoder:
-    defaults = dict(resolution=(16, 16), num_slots=4, slot_dim=16, mlp_hidden_dim=32, encoder_channels=8,
+TINY_OPTIONS = dict(resolution=(16, 16), num_slots=4, slot_dim=16, mlp_hidden_dim=32, encoder_channels=8,
                     encoder_layers=2, encoder_kernel=3, decoder_channels=8, decoder_layers=2, decoder_kernel=3)
-    return SlotAutoencoder(**{**defaults, **kwargs})
+
+
+def tiny_model(**options) -> SlotAutoencoder:
+    """A small autoencoder from model options, built the way a run builds it (`slots.build`)."""
+    return build_autoencoder(**{**TINY_OPTIONS, **options})
 
 
 @pytest.mark.parametrize("num_slots", [1, 2, 4, 9])
@@ -148,9 +151,7 @@ def test_benchmark_baseline_computes_the_same_function():
     from bench.naive import NaiveSlotAutoencoder
 
     model = tiny_model().eval()
-    naive = NaiveSlotAutoencoder(**dict(resolution=(16, 16), num_slots=4, slot_dim=16, mlp_hidden_dim=32,
-                                        encoder_channels=8, encoder_layers=2, encoder_kernel=3, decoder_channels=8,
-                                        decoder_layers=2, decoder_kernel=3)).eval()
+    naive = build_autoencoder(**TINY_OPTIONS, model_class=NaiveSlotAutoencoder).eval()
     naive.load_state_dict(model.state_dict())
     images = torch.rand(2, 3, 16, 16)
     ours = model(images, generator=torch.Generator().manual_seed(3))

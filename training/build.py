@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from data import GENERATORS, ensure_dataset, resolve_shards
-from slots import BackboneEncoder, BackboneError, DinosaurAutoencoder, SlotAutoencoder, TimmBackbone
+from slots import (BackboneEncoder, BackboneError, DinosaurAutoencoder, ModelOptionError, TimmBackbone,
+                   build_autoencoder)
 from slots.backbone_weights import how_to_provide
 from training.config import ConfigError, RunConfig
 
@@ -19,7 +20,8 @@ WEIGHTS_FILE = "model.safetensors"
 
 def build_model(config: RunConfig) -> nn.Module:
     """The object-discovery model of a run: DINOSAUR for `task: dinosaur`, else the pixel autoencoder (with
-    the CNN encoder, or a timm backbone when backbone.name is set)."""
+    the CNN encoder, or a timm backbone when backbone.name is set) from its parts (`slots.build`), wrapped in
+    duplicate merging at evaluation when model.merge_duplicates is set."""
     resolution = (config.data.resolution, config.data.resolution)
     model = config.model
     if config.task == "dinosaur":
@@ -30,7 +32,10 @@ def build_model(config: RunConfig) -> nn.Module:
             implicit_grad=model.implicit_grad,
         )
     encoder = build_backbone_encoder(config) if config.backbone.name is not None else None
-    return SlotAutoencoder(resolution=resolution, **asdict(model), encoder=encoder)
+    try:
+        return build_autoencoder(resolution, **asdict(model), encoder=encoder)
+    except ModelOptionError as error:
+        raise ConfigError(f"model.{error}") from None
 
 
 def check_backbone_weights(config: RunConfig) -> None:

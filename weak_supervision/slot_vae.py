@@ -18,6 +18,8 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from slots.build import autoencoder_parts
+from slots.duplicates import MergeDuplicates
 from slots.glimpse import SlotGlimpse
 from slots.model import SlotAutoencoder, SlotAutoencoderOutput
 from slots.set_prediction import attention_geometry
@@ -37,18 +39,23 @@ class SlotVAEOutput(SlotAutoencoderOutput):
 class SlotVAE(SlotAutoencoder):
     """Encoder -> Slot Attention -> per-slot Gaussian latent -> per-slot broadcast decoder.
 
-    The autoencoder's parts and arguments, plus `latent_dim` and the posterior head; `num_slots`,
+    The autoencoder's parts, built from the model options (`slots.build.autoencoder_parts`, with a decoder
+    that reads the latent), plus `latent_dim` and the posterior head; with `merge_duplicates` the model is
+    wrapped in duplicate merging at evaluation (`slots.duplicates.MergeDuplicates`). `num_slots`,
     `num_iterations` and the starting slots are call arguments, so the test-time slot sweep and the
     frame-pair correspondence use the same module as training.
     """
 
     def __init__(self, latent_dim: int = 10, initial_logvar: float = -4.0, glimpse_size: int = 0,
-                 outline_size: int = 0, outline_input: bool = False, **autoencoder_kwargs) -> None:
+                 outline_size: int = 0, outline_input: bool = False, merge_duplicates: float | None = None,
+                 **model_options) -> None:
         if latent_dim < 1:
             raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
-        super().__init__(**autoencoder_kwargs, decoder_input_dim=latent_dim)
+        if merge_duplicates is not None:
+            MergeDuplicates.check_threshold(merge_duplicates)
+        super().__init__(**autoencoder_parts(**model_options, decoder_input_dim=latent_dim))
         self.latent_dim = latent_dim
-        slot_dim = self.slot_init.mu.shape[-1]
+        slot_dim = self.slot_init.slot_dim
         # A slot is a weighted mean of features, which keeps colour but little of an object's outline; a
         # glimpse (the pixels and the slot's attention around its centroid, slots/glimpse.py) lets the
         # posterior read shape too.
@@ -62,6 +69,8 @@ class SlotVAE(SlotAutoencoder):
         # draws each slot's outline in its own frame from its latent (weak_supervision.outline)
         self.outline_head = OutlineHead(latent_dim, outline_size) if outline_size else None
         self._start_with_small_variance(initial_logvar)
+        if merge_duplicates is not None:
+            MergeDuplicates(self, merge_duplicates)
 
     @torch.no_grad()
     def _start_with_small_variance(self, initial_logvar: float) -> None:
@@ -112,4 +121,4 @@ class SlotVAE(SlotAutoencoder):
         mu, logvar = self.posterior(states, images, attention)
         out = self.render(mu, attention)
         return SlotVAEOutput(out.reconstruction, out.masks, out.slot_rgb, mu, attention, out.frames,
-                             out.unmerged_masks, mu=mu, logvar=logvar, slot_states=states)
+                             mu=mu, logvar=logvar, slot_states=states)
