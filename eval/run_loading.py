@@ -10,8 +10,8 @@ from pathlib import Path
 
 from torch import nn
 
-from training.build import load_weights
-from training.checkpoint import list_checkpoints
+from training.build import WEIGHTS_FILE, load_weights
+from training.checkpoint import file_problem, first_nonfinite, list_checkpoints, read_manifest
 from training.config import ConfigError, RunConfig, load_run_config
 from training.tasks import Task, make_task
 
@@ -26,7 +26,8 @@ class TrainedRun:
 
 def load_trained_run(run: Path, checkpoint: Path | None = None, tasks: Iterable[str] | None = None) -> TrainedRun:
     """The run's model with the weights of `checkpoint` (default: its latest); ConfigError if `run` is not a
-    run directory, has no checkpoint, or is of a task not in `tasks`."""
+    run directory, has no checkpoint, is of a task not in `tasks`, or if the weights do not match the
+    checkpoint's checksum or hold NaN/infinity (scores of such weights would look like results)."""
     if not (run / "config.yaml").is_file():
         raise ConfigError(f"{run} is not a run directory (no config.yaml)")
     config = load_run_config(run)
@@ -38,9 +39,32 @@ def load_trained_run(run: Path, checkpoint: Path | None = None, tasks: Iterable[
         raise ConfigError(f"{run} has no checkpoints yet")
     task = make_task(config)
     model = task.build_model()
+    verify_weights_file(checkpoint)
     load_weights(model, checkpoint)
+    bad = first_nonfinite(model.state_dict())
+    if bad is not None:
+        raise ConfigError(f"checkpoint {checkpoint}: parameter {bad} is not finite (NaN or infinity): the run "
+                          "diverged; evaluate an earlier checkpoint with --checkpoint")
     model.eval()
     return TrainedRun(config, task, model, checkpoint)
+
+
+def verify_weights_file(checkpoint: Path) -> None:
+    """The weights file of a checkpoint directory against its manifest.json; checkpoints written before
+    manifests existed (and bare weight files) are loaded unverified."""
+    if not Path(checkpoint).is_dir():
+        return
+    try:
+        manifest = read_manifest(checkpoint)
+    except (OSError, ValueError):
+        raise ConfigError(f"checkpoint {checkpoint}: manifest.json is unreadable, so its weights cannot be "
+                          "verified") from None
+    if manifest is None:
+        return
+    problem = file_problem(checkpoint, WEIGHTS_FILE, manifest)
+    if problem is not None:
+        raise ConfigError(f"checkpoint {checkpoint}: {WEIGHTS_FILE}: {problem} (damaged); evaluate another "
+                          "checkpoint with --checkpoint")
 
 
 def positive_int(text: str) -> int:

@@ -77,7 +77,10 @@ class TrainConfig:
     eval_every: int = 250
     eval_images: int = 256
     checkpoint_every: int = 500
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = 2  # newest checkpoints kept; 0: keep every one
+    # steps whose loss or gradients are NaN/infinite that are skipped (no update) before the run stops;
+    # 0: stop at the first one. Checked once per step, on every process alike.
+    max_nonfinite_steps: int = 0
 
 
 @dataclass
@@ -411,8 +414,69 @@ def validate(config: RunConfig) -> None:
             raise ConfigError(f"train.{key} must be >= 1, got {getattr(config.train, key)}")
     if config.train.time_limit_minutes is not None and config.train.time_limit_minutes <= 0:
         raise ConfigError(f"train.time_limit_minutes must be > 0 or null, got {config.train.time_limit_minutes}")
+    validate_train_numbers(config.train)
+    validate_eval_numbers(config.eval)
     validate_model_options(config)
+    validate_model_numbers(config)
     validate_backbone(config)
+
+
+def _at_least(section: str, owner: Any, keys: tuple[str, ...], minimum: int, meaning: str = "") -> None:
+    """Each of `keys` (None allowed where the default is None) must be >= `minimum`: a zero step interval
+    divides by zero mid-run, a negative count silently means something else (Python's slicing)."""
+    for key in keys:
+        value = getattr(owner, key)
+        if value is not None and not value >= minimum:
+            raise ConfigError(f"{section}.{key} must be >= {minimum}{meaning}, got {value}")
+
+
+def validate_train_numbers(train: TrainConfig) -> None:
+    """Ranges of the training options, checked before any work so a bad value fails in one line instead
+    of as a traceback minutes into the run (a modulo by zero at the first log step, Adam's own check)."""
+    _at_least("train", train, ("decay_steps", "batches_per_epoch", "log_every", "checkpoint_every",
+                               "eval_images", "cpu_threads"), 1)
+    _at_least("train", train, ("warmup_steps", "max_nonfinite_steps"), 0)
+    _at_least("train", train, ("eval_every",), 0, " (0: no evaluation during training)")
+    _at_least("train", train, ("keep_checkpoints",), 0, " (0: keep every checkpoint)")
+    _at_least("train", train, ("grad_clip",), 0, " (0: no clipping)")
+    if not train.learning_rate > 0 or train.learning_rate == float("inf"):
+        raise ConfigError(f"train.learning_rate must be a number > 0, got {train.learning_rate}")
+
+
+def validate_model_numbers(config: RunConfig) -> None:
+    """Sizes of the model: a zero width builds a model that divides by zero (attention's 1/sqrt(slot_dim))
+    or has no parameters at all. Encoder strides must give one stride per layer and leave a feature grid
+    that is smaller than the image only as much as the image allows, so the data sizes they are checked
+    against are checked here too."""
+    model = config.model
+    _at_least("model", model, ("slot_dim", "mlp_hidden_dim", "encoder_channels", "encoder_layers", "encoder_kernel",
+                               "decoder_channels", "decoder_layers", "decoder_kernel", "broadcast_size"), 1)
+    if not model.frame_scale_factor > 0:
+        raise ConfigError(f"model.frame_scale_factor must be > 0, got {model.frame_scale_factor}")
+    _at_least("data", config.data, ("resolution", "num_train", "num_eval", "pairs_per_shard"), 1)
+    _at_least("data", config.data, ("shuffle_buffer", "num_workers"), 0)
+    strides = model.encoder_strides
+    if strides is None:
+        return
+    if len(strides) != model.encoder_layers or not all(isinstance(s, int) and s >= 1 for s in strides):
+        raise ConfigError(f"model.encoder_strides needs one integer >= 1 per encoder layer "
+                          f"(model.encoder_layers={model.encoder_layers}), got {list(strides)}")
+    total = 1
+    for stride in strides:
+        total *= stride
+    if total > config.data.resolution:
+        raise ConfigError(f"model.encoder_strides {list(strides)} downsample by {total}, more than the "
+                          f"{config.data.resolution}-pixel images (data.resolution): the total stride must be "
+                          f"<= {config.data.resolution}")
+
+
+def validate_eval_numbers(evaluation: EvalConfig) -> None:
+    """Evaluation options that would otherwise fail only after training, at the report."""
+    _at_least("eval", evaluation, ("batch_size",), 1)
+    _at_least("eval", evaluation, ("num_visualise",), 0)
+    for value in evaluation.sweep_iterations:
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"eval.sweep_iterations must hold integers >= 1, got {evaluation.sweep_iterations}")
 
 
 # model options that only some tasks' models honour (elsewhere they would be silently ignored: set prediction
