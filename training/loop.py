@@ -27,7 +27,7 @@ from training.checkpoint import (NonFiniteWeightsError, ResumePoint, TrainerStat
 from training.config import (DEFAULT_PRESET, ConfigError, RunConfig, build_config, load_yaml, parse_override,
                              read_yaml, run_sources, save_config)
 from training.jsonl import append_jsonl, truncate_jsonl
-from training.resume_config import explicit_keys, resumed_config
+from training.resume_config import explicit_keys, flatten, resumed_config
 from training.run_lock import RunLock, RunLockError
 from training.schedule import warmup_exponential_decay
 from training.tasks import Task, make_task
@@ -333,7 +333,7 @@ def train_locked(config: RunConfig, task: Task, run_dir: Path, changes: list[str
         if main and not resumed.has_seconds:
             print(f"note: checkpoint {resume_point.path} predates the kept training time: train_seconds will count "
                   "only the time from this resume", file=sys.stderr)
-    accelerator.init_trackers("tensorboard", config={k: str(v) for k, v in _flat(asdict(config)).items()})
+    accelerator.init_trackers("tensorboard", config={k: str(v) for k, v in flatten(asdict(config)).items()})
     try:
         step, train_seconds, skipped = train_steps(config, task, accelerator, training_step, optimizer, scheduler,
                                                    train_urls, eval_urls, run_dir, resumed, start_time, stop)
@@ -500,13 +500,3 @@ def out_of_time(accelerator: Accelerator, start_time: float, minutes: float) -> 
     once any of them is late, so data-parallel ranks never wait for a step another has skipped."""
     late = torch.tensor(float(time.time() - start_time >= minutes * 60), device=accelerator.device)
     return bool(accelerator.reduce(late, reduction="sum").item() > 0)
-
-
-def _flat(values: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in values.items():
-        if isinstance(value, dict) and key != "generator_kwargs":
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat

@@ -15,24 +15,13 @@ import socket
 import sys
 from pathlib import Path
 
+from data.staging import pid_alive
+
 LOCK_FILE = "run.lock"
 
 
 class RunLockError(RuntimeError):
     """Another live process holds the run directory; the message names it and the lock file."""
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this PID exists on this machine (a PID of another user's process counts)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def read_holder(path: Path) -> dict:
