@@ -452,13 +452,12 @@ def test_bad_set_prediction_config_fails_with_one_line(tmp_path, capsys, overrid
 
 
 def test_own_encoder_strides_must_name_every_layer():
+    """Refused when the config is built, before any task or model exists."""
     from training.config import ConfigError, build_config, parse_override
-    from training.tasks.set_prediction import SetPredictionTask
 
-    config = build_config([{"task": "set_prediction"}, parse_override("set_prediction.encoder_strides=[2]")])
     with pytest.raises(ConfigError, match=re.escape("set_prediction.encoder_strides needs one stride per encoder "
                                                     "layer (4)")):
-        SetPredictionTask(config)
+        build_config([{"task": "set_prediction"}, parse_override("set_prediction.encoder_strides=[2]")])
 
 
 def test_matching_benchmark_prints_the_overhead_table(capsys):
@@ -661,8 +660,10 @@ def test_discovery_model_options_need_the_reconstruction_loss_in_set_prediction(
     hint = "(or set_prediction with set_prediction.reconstruction_weight > 0)"
     with pytest.raises(ConfigError, match=re.escape(hint)):
         build_config([{"task": "set_prediction"}, parse_override("model.mask_prior=attention")])
+    # input_skip=false too: with the autoencoder it is refused at config build time (the task's own check)
     build_config([{"task": "set_prediction"}, parse_override("model.mask_prior=attention"),
-                  parse_override("set_prediction.reconstruction_weight=1")])
+                  parse_override("set_prediction.reconstruction_weight=1"),
+                  parse_override("set_prediction.input_skip=false")])
     with pytest.raises(ConfigError,
                        match="model.merge_duplicates=0.5 is only supported by task discovery / weak_slots, not"):
         build_config([{"task": "set_prediction"}, parse_override("model.merge_duplicates=0.5"),

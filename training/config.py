@@ -13,11 +13,14 @@ from typing import Any
 
 import yaml
 
+from training.errors import ConfigError
+from training.options import TASK_OPTIONS
+from training.options.dinosaur import DinosaurConfig
+from training.options.set_prediction import SetPredictionConfig
+from training.options.vae import VAEConfig
+from training.options.weak_slots import WeakSlotsConfig
+
 PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
-
-
-class ConfigError(ValueError):
-    """A configuration the user wrote cannot be used; the message says which key and why."""
 
 
 @dataclass
@@ -93,59 +96,6 @@ class EvalConfig:
 
 
 @dataclass
-class SetPredictionConfig:
-    """Options of `task: set_prediction` (slot and encoder sizes come from the model section); see
-    slots/set_prediction.py and training/set_loss.py for what each switch does and why."""
-
-    coordinate_factors: list = field(default_factory=lambda: ["x", "y"])  # regressed, in [0, 1]
-    discrete_factors: list = field(default_factory=lambda: ["shape", "colour", "scale"])  # one-hot blocks
-    head_hidden_dim: int = 128  # the per-slot MLP head: slot (+ geometry, glimpse) -> head_hidden_dim -> properties
-    encoder_strides: list | None = None  # one stride per encoder layer; None: all 1
-    input_skip: bool = True  # add a linear map of the pooled input pixels to the features
-    slot_geometry: bool = True  # the head also sees each slot's attention mass, centroid and covariance
-    attention_coordinates: bool = True  # coordinates = affine(attention centroid) + the head's correction
-    glimpse_size: int = 19  # > 0: the head also reads a CNN's view of this many pixels around each slot; 0: off
-    glimpse_channels: int = 32  # width of that CNN
-    loss: str = "cross_entropy"  # on matched pairs: "cross_entropy" or "huber" (the official loss)
-    huber_delta: float = 1.0
-    coordinate_weight: float = 10.0  # weight of each coordinate entry (matching cost and loss)
-    discrete_weight: float = 1.0  # ... of each one-hot entry
-    object_weight: float = 1.0  # ... of the is-object flag
-    segmentation_weight: float = 10.0  # attention segmentation loss (decoder-free, label-free); 0: off
-    compactness_weight: float = 0.0  # spatial variance of the attention of slots matched to objects; 0: off
-    # > 0: the slots come from the object-discovery autoencoder of the model section (decoder, mask prior,
-    # frames, ...), trained with this weight on its pixel MSE beside the property loss; 0: the predictor's own
-    # encoder and Slot Attention (then `encoder_strides` and `input_skip` above apply)
-    reconstruction_weight: float = 0.0
-    # what the head's geometry and glimpse read as each slot's map: "attention" (Slot Attention's), or
-    # "decoder" (the autoencoder's alpha masks; needs reconstruction_weight > 0)
-    head_masks: str = "attention"
-
-
-@dataclass
-class VAEConfig:
-    """Options of `task: vae`: the dlib VAE family on single-object frame pairs (weak_supervision/)."""
-
-    method: str = "ada_gvae"  # see weak_supervision.METHODS
-    beta: float = 1.0
-    latent_dim: int = 10
-    gamma: float | None = None  # FactorVAE TC weight (10) / AnnealedVAE capacity weight (1000) when None
-    lambda_od: float = 10.0  # DIP-VAE off-diagonal weight
-    lambda_d_factor: float | None = None  # DIP-VAE diagonal weight / lambda_od (10 for I, 1 for II when None)
-    c_max: float = 25.0  # AnnealedVAE final capacity (nats)
-    iteration_threshold: int = 100000  # AnnealedVAE steps to reach c_max
-    discriminator_lr: float = 1e-4  # FactorVAE discriminator, Adam betas (0.5, 0.9) as dlib
-    grayscale: bool = True  # train on one channel (dSprites is white on black), else RGB
-    # scored at the end of training; BetaVAE / FactorVAE (slow at dlib's sizes): `python -m eval.disentangle`
-    metrics: list = field(default_factory=lambda: ["mig", "dci", "sap", "modularity"])
-    metric_sizes: dict = field(default_factory=dict)  # overrides of dlib's sample sizes, e.g. {dci_num_train: 2000}
-    dci_importance_model: str = "random_forest"  # "gbt" = dlib's GradientBoostingClassifier: ~25x slower
-    quick_mig_points: int = 2000  # MIG during training, on this many points
-    npz: str | None = None  # score against the original dSprites .npz instead of the procedural grid
-    metric_seed: int = 0
-
-
-@dataclass
 class BackboneConfig:
     """A timm model as the encoder (slots/backbone.py), for `task: discovery` and `task: dinosaur`.
     `name: null` keeps the convolutional encoder of the model section. Weights come only from a local file."""
@@ -156,49 +106,6 @@ class BackboneConfig:
     frozen: bool = True  # no gradient, eval mode, not in the optimiser (DINOSAUR needs it frozen)
     image_size: int | None = None  # square size the backbone sees (images are resized); None: data.resolution
     feature_index: int | None = None  # CNNs: which feature stage (timm out_indices); None: the last
-
-
-@dataclass
-class DinosaurConfig:
-    """Options of `task: dinosaur` (backbone in the backbone section, slots in the model section; the
-    width of the MLP on the backbone features is model.encoder_channels)."""
-
-    decoder_hidden_dim: int = 1024  # the per-slot MLP decoder's hidden width (DINOSAUR: 1024 / 2048)
-    decoder_layers: int = 4  # its linear layers (DINOSAUR: 4)
-
-
-@dataclass
-class WeakSlotsConfig:
-    """Per-object weak supervision (task weak_slots): a slot VAE trained on frame pairs."""
-
-    method: str = "ada_gvae"  # ada_gvae | ada_mlvae (matched slots share dims) | slot_vae (no pairing: baseline)
-    beta: float = 1.0
-    latent_dim: int = 10  # Gaussian latent per slot; its mean is the per-object representation
-    glimpse_size: int = 0  # > 0: the posterior also reads a window of this many pixels around the slot (shape)
-    initial_logvar: float = -4.0  # posterior log-variance at initialisation (std 0.14): lets the decoder learn
-    warmup_start: int = 0  # steps without noise and KL (a deterministic autoencoder) before the warm-up
-    warmup_steps: int = 0  # then beta and the sampling noise rise linearly from 0 over these steps
-    correspondence: str = "init"  # init | init_hungarian | hungarian: how frame 1's slots follow frame 0's
-    # with model.mask_prior=attention: the prior's weight falls linearly from 1 to 0 over `mask_prior_fade_steps`
-    # steps from `mask_prior_fade_start` (0 steps: it stays), so that the decoder must draw the silhouettes
-    # from the latents once the slots have bound
-    mask_prior_fade_start: int = 0
-    mask_prior_fade_steps: int = 0
-    mask_prior_floor: float = 0.0  # the weight the fade ends at (in [0, 1)): a softened prior the decoder sharpens
-    # with model.mask_prior=attention: > 0 adds a fifth decoder channel that must redraw the rendered masks (held
-    # fixed) from the latents, with this weight on its KL (nats per pixel), so that the latent must say what shape
-    # an object is; the rendering never reads the channel, so the segmentation stays the prior's (0: off)
-    silhouette_weight: float = 0.0
-    # > 0: an MLP must draw each slot's rendered mask, resampled on an outline_size^2 grid in the slot's own frame,
-    # from its latent alone (binary cross-entropy, this weight): shape without position and size
-    outline_weight: float = 0.0
-    outline_size: int = 8
-    outline_input: bool = False  # the posterior also reads the slot's attention on that grid (where shape is)
-    share_floor: float = 0.1  # nats: a dimension this close in a slot pair is always shared (0: the paper's rule)
-    recon_sigma: float = 0.1  # pixel std of the Gaussian likelihood (images in [-1, 1])
-    object_metrics: list = field(default_factory=lambda: ["dci", "mig", "sap", "modularity"])
-    dci_importance_model: str = "random_forest"
-    metric_seed: int = 0
 
 
 @dataclass
@@ -419,6 +326,15 @@ def validate(config: RunConfig) -> None:
     validate_model_options(config)
     validate_model_numbers(config)
     validate_backbone(config)
+    validate_task_options(config)
+
+
+def validate_task_options(config: RunConfig) -> None:
+    """The active task's own checks of its options (training/options/<task>.py), run when the config is
+    built, before any task, model or data set; an unknown task is left to the task registry to refuse."""
+    task = TASK_OPTIONS.get(config.task)
+    if task is not None:
+        task.validate(config)
 
 
 def _at_least(section: str, owner: Any, keys: tuple[str, ...], minimum: int, meaning: str = "") -> None:
@@ -480,29 +396,24 @@ def validate_eval_numbers(evaluation: EvalConfig) -> None:
 
 
 # model options that only some tasks' models honour (elsewhere they would be silently ignored: set prediction
-# has its own encoder_strides; DINOSAUR and the image-level VAEs have neither frames nor colour values)
-RESTRICTED_MODEL_OPTIONS = {
-    "slot_frames": ("discovery", "weak_slots"),
-    "invariant_attention": ("discovery", "weak_slots"),
-    "colour_values": ("discovery", "weak_slots"),
-    "mask_prior": ("discovery", "weak_slots"),
-    "merge_duplicates": ("discovery", "weak_slots"),
-    "encoder_strides": ("discovery", "weak_slots"),
-}
+# has its own encoder_strides; DINOSAUR and the image-level VAEs have neither frames nor colour values); which
+# task honours which is each task's own knowledge (MODEL_OPTIONS / model_options in training/options)
+RESTRICTED_MODEL_OPTIONS = ("slot_frames", "invariant_attention", "colour_values", "mask_prior", "merge_duplicates",
+                            "encoder_strides")
 
 
 def validate_model_options(config: RunConfig) -> None:
-    """Refuse a model option, set away from its default, that the task's model would ignore. Set prediction
-    with a reconstruction loss reads its slots from the discovery autoencoder, so it honours the options that
-    shape the slots (merging duplicates only changes the masks, and set prediction reads the unmerged ones)."""
+    """Refuse a model option, set away from its default, that the task's model would ignore (the task's
+    options module says which it honours; an unknown task honours none, and the registry refuses it)."""
     defaults = ModelConfig()
-    with_autoencoder = config.task == "set_prediction" and config.set_prediction.reconstruction_weight > 0
-    for key, tasks in RESTRICTED_MODEL_OPTIONS.items():
+    task = TASK_OPTIONS.get(config.task)
+    honoured = task.model_options(config) if task is not None else ()
+    for key in RESTRICTED_MODEL_OPTIONS:
         value = getattr(config.model, key)
-        shapes_slots = "discovery" in tasks and key != "merge_duplicates"  # what the autoencoder's slots honour
-        if value != getattr(defaults, key) and config.task not in tasks and not (with_autoencoder and shapes_slots):
-            hint = (" (or set_prediction with set_prediction.reconstruction_weight > 0)"
-                    if config.task == "set_prediction" and shapes_slots else "")
+        if value != getattr(defaults, key) and key not in honoured:
+            tasks = [name for name, options in TASK_OPTIONS.items() if key in options.MODEL_OPTIONS]
+            hint_of = getattr(task, "model_option_hint", None)
+            hint = hint_of(key) if hint_of is not None else ""
             raise ConfigError(f"model.{key}={value!r} is only supported by task {' / '.join(tasks)}{hint}, "
                               f"not {config.task!r}")
     threshold = config.model.merge_duplicates
@@ -513,7 +424,7 @@ def validate_model_options(config: RunConfig) -> None:
 
 
 def validate_backbone(config: RunConfig) -> None:
-    """Backbone and DINOSAUR options that contradict each other or the task."""
+    """Backbone options that contradict each other or the task (DINOSAUR's own in training/options/dinosaur.py)."""
     backbone = config.backbone
     if backbone.name is not None and config.task not in ("discovery", "dinosaur"):
         raise ConfigError(f"backbone.name is used by task discovery or dinosaur, not '{config.task}': leave it unset")
@@ -523,15 +434,6 @@ def validate_backbone(config: RunConfig) -> None:
         raise ConfigError(f"backbone.feature_index must be >= 0, got {backbone.feature_index}")
     if backbone.weights is not None and not backbone.pretrained:
         raise ConfigError("backbone.weights is set but backbone.pretrained is false: drop one of the two")
-    if config.task == "dinosaur":
-        if backbone.name is None:
-            raise ConfigError("task dinosaur reconstructs a backbone's features: set backbone.name (a timm model)")
-        if not backbone.frozen:
-            raise ConfigError("task dinosaur reconstructs the frozen backbone's features (a trained one can collapse "
-                              "them): set backbone.frozen=true")
-        for key in ("decoder_hidden_dim", "decoder_layers"):
-            if getattr(config.dinosaur, key) < 1:
-                raise ConfigError(f"dinosaur.{key} must be >= 1, got {getattr(config.dinosaur, key)}")
 
 
 def to_dict(config: RunConfig) -> dict:

@@ -19,6 +19,7 @@ from metrics.average_precision import DISTANCE_SCALE, DISTANCE_UNIT
 from slots.set_prediction import SetPredictionOutput, SlotSetPredictor
 from training.build import build_model
 from training.config import ConfigError, RunConfig
+from training.options.set_prediction import validate as validate_options
 from training.set_loss import (SetLoss, attention_compactness_loss, attention_segmentation_loss,
                                 hungarian_classification_loss, hungarian_huber_loss)
 from training.tasks.base import Task
@@ -43,44 +44,11 @@ class SetPredictionTask(Task):
     def __init__(self, config: RunConfig):
         super().__init__(config)
         options = config.set_prediction
-        for key in ("coordinate_weight", "discrete_weight", "object_weight", "compactness_weight"):
-            if getattr(options, key) < 0:
-                raise ConfigError(f"set_prediction.{key} must be >= 0, got {getattr(options, key)}")
-        if options.loss not in ("cross_entropy", "huber"):
-            raise ConfigError(f"set_prediction.loss must be 'cross_entropy' or 'huber', got {options.loss!r}")
-        if options.segmentation_weight < 0:
-            raise ConfigError(f"set_prediction.segmentation_weight must be >= 0, got {options.segmentation_weight}")
-        if options.glimpse_size != 0 and options.glimpse_size < 4:
-            raise ConfigError(f"set_prediction.glimpse_size must be 0 (off) or >= 4 pixels, got {options.glimpse_size}")
-        if options.glimpse_channels < 1:
-            raise ConfigError(f"set_prediction.glimpse_channels must be >= 1, got {options.glimpse_channels}")
-        if options.huber_delta <= 0:
-            raise ConfigError(f"set_prediction.huber_delta must be > 0, got {options.huber_delta}")
-        if options.reconstruction_weight < 0:
-            raise ConfigError(f"set_prediction.reconstruction_weight must be >= 0, "
-                              f"got {options.reconstruction_weight}")
-        if options.head_masks not in ("attention", "decoder"):
-            raise ConfigError(f"set_prediction.head_masks must be 'attention' or 'decoder', got {options.head_masks!r}")
-        if options.head_masks == "decoder" and options.reconstruction_weight <= 0:
-            raise ConfigError("set_prediction.head_masks=decoder needs set_prediction.reconstruction_weight > 0: "
-                              "only the autoencoder has decoder masks")
-        if options.reconstruction_weight > 0 and options.encoder_strides is not None:
-            raise ConfigError("set_prediction.encoder_strides is for the predictor's own encoder; with "
-                              "reconstruction_weight > 0 the slots come from the autoencoder: "
-                              "use model.encoder_strides")
-        if options.reconstruction_weight > 0 and options.input_skip:
-            raise ConfigError("set_prediction.input_skip is for the predictor's own encoder; with "
-                              "reconstruction_weight > 0 the autoencoder reads colour through model.colour_values: "
-                              "set set_prediction.input_skip=false")
+        validate_options(config)  # run at config build time too; again here for a config changed since
         self.layout, max_objects = property_layout(config)
         if config.model.num_slots < max_objects:
             raise ConfigError(f"set prediction needs model.num_slots >= {max_objects} (the most objects in a "
                               f"{config.data.generator} scene: one slot per object), got {config.model.num_slots}")
-        strides = options.encoder_strides
-        if strides is not None and (len(strides) != config.model.encoder_layers
-                                    or not all(isinstance(s, int) and s >= 1 for s in strides)):
-            raise ConfigError(f"set_prediction.encoder_strides needs one stride per encoder layer "
-                              f"({config.model.encoder_layers}), integers >= 1, got {list(strides)}")
         weights = torch.full((self.layout.dim,), float(options.discrete_weight))
         weights[self.layout.coordinate_slice] = options.coordinate_weight
         weights[self.layout.object_index] = options.object_weight

@@ -13,6 +13,7 @@ from torch import nn
 from scoring.per_object import run_object_scores
 from data import PairBatch
 from training.config import ConfigError, RunConfig
+from training.options.weak_slots import validate as validate_options
 from training.schedule import linear_ramp
 from training.tasks.discovery import DiscoveryTask
 from weak_supervision.slot_pairs import SlotPairSettings, slot_pair_loss
@@ -33,8 +34,7 @@ class WeakSlotsTask(DiscoveryTask):
 
     def __init__(self, config: RunConfig):
         super().__init__(config)
-        if config.backbone.name is not None:
-            raise ConfigError("task weak_slots uses the CNN encoder; unset backbone.name")
+        validate_options(config)  # run at config build time too; again here for a config changed since
         options = config.weak_slots
         try:
             self.settings = SlotPairSettings(method=options.method, beta=options.beta,
@@ -44,26 +44,6 @@ class WeakSlotsTask(DiscoveryTask):
                                              outline_weight=options.outline_weight)
         except ValueError as error:
             raise ConfigError(f"weak_slots: {error}") from None
-        fade = (options.mask_prior_fade_start, options.mask_prior_fade_steps)
-        if min(fade) < 0:
-            raise ConfigError(f"weak_slots.mask_prior_fade_start and mask_prior_fade_steps must be >= 0, got {fade}")
-        if options.glimpse_size != 0 and options.glimpse_size < 4:
-            raise ConfigError("weak_slots.glimpse_size must be 0 (no glimpse) or >= 4 pixels, "
-                              f"got {options.glimpse_size}")
-        if options.outline_input and options.outline_weight <= 0:
-            raise ConfigError("weak_slots.outline_input feeds the outline grid to the posterior; it needs "
-                              "weak_slots.outline_weight > 0")
-        if options.outline_weight > 0 and options.outline_size < 2:
-            raise ConfigError(f"weak_slots.outline_size must be >= 2 cells, got {options.outline_size}")
-        if not 0 <= options.mask_prior_floor < 1:
-            raise ConfigError(f"weak_slots.mask_prior_floor must be in [0, 1), got {options.mask_prior_floor}")
-        if options.silhouette_weight > 0 and config.model.mask_prior != "attention":
-            raise ConfigError("weak_slots.silhouette_weight asks a decoder channel to redraw the masks the "
-                              "attention prior shapes (without the prior the alpha channel draws them already); "
-                              f"it needs model.mask_prior=attention, got {config.model.mask_prior!r}")
-        if options.mask_prior_fade_steps > 0 and config.model.mask_prior != "attention":
-            raise ConfigError("weak_slots.mask_prior_fade_steps fades the attention mask prior out; it needs "
-                              f"model.mask_prior=attention, got {config.model.mask_prior!r}")
 
     def build_model(self) -> nn.Module:
         return build_slot_vae(self.config)

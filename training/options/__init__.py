@@ -1,0 +1,21 @@
+"""Each task's own options: one light module per task (no torch, no scikit-learn) holding its config section
+dataclass, the model options it honours and `validate(config)`, every check of its options that needs no data
+set. training.config builds RunConfig from these sections and runs the active task's validation at config
+build time, before any task object (or model, or data set) is built; the task classes in training/tasks keep
+only the checks that need the data or the model libraries."""
+from __future__ import annotations
+
+from types import ModuleType
+
+from training.options import dinosaur, discovery, set_prediction, vae, weak_slots
+
+#: task name -> its options module, in the order of the task registry (training/tasks)
+TASK_OPTIONS: dict[str, ModuleType] = {
+    "discovery": discovery,
+    "dinosaur": dinosaur,
+    "set_prediction": set_prediction,
+    "vae": vae,
+    "weak_slots": weak_slots,
+}
+
+__all__ = ["TASK_OPTIONS"]
