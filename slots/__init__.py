@@ -4,7 +4,7 @@ backbone) and decoders (pixels, or backbone features for DINOSAUR); the autoenco
 from slots.attention import SlotAttention
 from slots.backbone import TimmBackbone
 from slots.backbone_weights import BackboneError
-from slots.build import ModelOptionError, autoencoder_parts, build_autoencoder
+from slots.build import ModelOptionError, autoencoder_parts, build_autoencoder, with_duplicate_merging
 from slots.decoder import SpatialBroadcastDecoder
 from slots.dinosaur import DinosaurAutoencoder, DinosaurOutput
 from slots.duplicates import MergeDuplicates
@@ -45,4 +45,5 @@ __all__ = [
     "autoencoder_parts",
     "build_autoencoder",
     "coordinate_grid",
+    "with_duplicate_merging",
 ]

@@ -7,7 +7,7 @@ their parameters are drawn in, so a seeded build gives the same weights as it al
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from torch import nn
 
@@ -36,6 +36,8 @@ INVARIANT_ATTENTION: dict[str, dict | None] = {
 }
 # model.mask_prior: what the decoder's alpha logits are added to before the softmax over slots
 MASK_PRIORS: dict[str, type[nn.Module] | None] = {"none": None, "attention": AttentionMaskPrior}
+
+Model = TypeVar("Model", bound=nn.Module)
 
 
 class ModelOptionError(ValueError):
@@ -106,12 +108,17 @@ def build_autoencoder(resolution: tuple[int, int] = (32, 32), merge_duplicates: 
     """The autoencoder of these model options (`autoencoder_parts`), wrapped in duplicate merging at
     evaluation when `merge_duplicates` (a cosine threshold) is set. `model_class` is a subclass that takes
     the same parts (bench/'s naive baseline)."""
-    if merge_duplicates is not None:
-        try:
-            MergeDuplicates.check_threshold(merge_duplicates)
-        except ValueError as error:
-            raise ModelOptionError(str(error)) from None
-    model = model_class(**autoencoder_parts(resolution, **options))
-    if merge_duplicates is not None:
-        MergeDuplicates(model, merge_duplicates)
+    return with_duplicate_merging(model_class(**autoencoder_parts(resolution, **options)), merge_duplicates)
+
+
+def with_duplicate_merging(model: Model, threshold: float | None) -> Model:
+    """`model` with `MergeDuplicates` attached at evaluation when `threshold` (model.merge_duplicates) is set:
+    the one place every builder of a slot model turns that option into the wrapper, so the model classes
+    never take it."""
+    if threshold is None:
+        return model
+    try:
+        MergeDuplicates(model, threshold)
+    except ValueError as error:
+        raise ModelOptionError(str(error)) from None
     return model

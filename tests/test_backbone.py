@@ -202,7 +202,9 @@ def test_dinosaur_takes_the_slot_count_per_call_and_trains_only_past_the_backbon
 def test_dinosaur_preset_trains_and_reports_fg_ari_and_the_slot_sweep(tmp_path, capsys):
     from eval import slot_sweep
 
-    preset = build_config([load_yaml(preset_path("dinosaur"))])
+    weights = tmp_path / "dino.safetensors"
+    weights.touch()  # the config build checks only that the file is there
+    preset = build_config([load_yaml(preset_path("dinosaur")), parse_override(f"backbone.weights={weights}")])
     assert preset.task == "dinosaur" and preset.backbone.frozen and preset.backbone.pretrained
     assert train_slots.main(["--preset", "dinosaur", f"data.root={tmp_path / 'data'}"]) == 2  # no weights file
     err = capsys.readouterr().err.strip()

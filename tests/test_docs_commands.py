@@ -7,13 +7,24 @@ commands after them). SMOKE below maps each command's program (`train_slots.py`,
 tiny data and models, placeholders such as `runs/<name>` replaced by a run trained once per module, input
 files (a dSprites .npz, DeepMind TFRecords, weights) written by the converter tests' fixture helpers. A
 command whose program has no entry fails, naming the doc and the command: a new command in the docs needs a
-smoke mapping here. Every command runs as a subprocess in a scratch workspace, two at a time
+smoke mapping here. Every command runs as its own process in a scratch workspace, two at a time
 (DOCS_COMMANDS_TIMES=1 prints the seconds each took).
+
+Most of a smoke command's time would be the interpreter importing torch and the project (~2.5 s of ~4), so a
+`python ...` command runs in a child forked from a fork server that has imported them once (ForkServer
+below): a process of its own, with the command's argv, working directory, environment and exit status, run as
+`python` runs it (runpy, then the atexit handlers). The launchers it starts (`accelerate launch`, torchrun)
+still start their training processes as fresh interpreters. DOCS_COMMANDS_SUBPROCESS=1 runs every command as
+a fresh interpreter instead.
 """
 from __future__ import annotations
 
+import atexit
+import multiprocessing
+import multiprocessing.forkserver
 import os
 import re
+import runpy
 import shlex
 import shutil
 import socket
@@ -173,6 +184,7 @@ class Workspace:
         self._done: set[object] = set()
         self.env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
                     "HF_HOME": str(root / "hf_home"), "MPLBACKEND": "Agg"}  # no user Accelerate config
+        self.fork_server: ForkServer | None = None
 
     def once(self, key: object, make: Callable[[], object]) -> None:
         """Run `make` the first time `key` is asked for; later callers wait for it."""
@@ -188,8 +200,12 @@ class Workspace:
         return {key[1] for key in self._done if isinstance(key, tuple) and key[0] == "ran"}
 
     def run(self, invocation: Invocation, what: str) -> subprocess.CompletedProcess:
-        result = subprocess.run(invocation.argv, cwd=invocation.cwd or self.root, env={**self.env, **invocation.env},
-                                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=TIMEOUT_S)
+        cwd, env = invocation.cwd or self.root, {**self.env, **invocation.env}
+        if self.fork_server is not None and ForkServer.runs(invocation.argv):
+            result = self.fork_server.run(invocation.argv, cwd, env, self.root / "logs")
+        else:
+            result = subprocess.run(invocation.argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                                    text=True, timeout=TIMEOUT_S)
         if result.returncode != 0:
             tail = (result.stdout + result.stderr)[-3000:]
             raise CommandFailed(f"{what}\nran: {shlex.join(invocation.argv)}\nexit code {result.returncode}\n{tail}")
@@ -204,6 +220,87 @@ class Workspace:
 
 class CommandFailed(AssertionError):
     pass
+
+
+# --- the fork server: `python ...` commands without the interpreter's start-up ---------------------------
+
+#: what every smoke command imports, loaded once by the fork server (the entry modules themselves are not:
+#: each command runs its own module as __main__, as `python -m` does)
+PRELOAD = ["torch", "torch._dynamo", "torch.utils.tensorboard", "numpy", "scipy.optimize", "sklearn.ensemble",
+           "matplotlib.pyplot", "timm", "accelerate", "webdataset", "data", "slots", "weak_supervision", "scoring",
+           "viz", "metrics.disentanglement", "training.loop", "training.tasks", "eval.run_loading", "studies.runner"]
+
+
+def run_as_python(argv: list[str], cwd: str, env: dict[str, str], log: str) -> None:
+    """In a child of the fork server: `argv` (`python -m MODULE ...`, `python -c CODE ...` or `python SCRIPT
+    ...`) run as the interpreter runs it, in `cwd` with exactly `env`, stdout and stderr into `log`. Its exit
+    status is the command's: SystemExit's code, 1 on an uncaught exception (multiprocessing's rules are
+    Python's)."""
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    with open(log, "w") as out:
+        os.dup2(out.fileno(), 1)
+        os.dup2(out.fileno(), 2)
+    flag, *args = argv[1:]
+    try:
+        if flag == "-m":
+            sys.path.insert(0, cwd)
+            sys.argv = list(args)  # runpy puts the module's file first
+            runpy.run_module(args[0], run_name="__main__", alter_sys=True)
+        elif flag == "-c":
+            sys.path.insert(0, "")
+            sys.argv = ["-c", *args[1:]]
+            exec(compile(args[0], "<string>", "exec"), {"__name__": "__main__"})
+        else:
+            sys.path.insert(0, os.path.dirname(os.path.realpath(flag)))  # a script's directory, links resolved
+            sys.argv = [flag, *args]
+            runpy.run_path(flag, run_name="__main__")
+    finally:
+        atexit._run_exitfuncs()  # what the interpreter runs at exit; a forked child ends with os._exit
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+class ForkServer:
+    """Starts `python ...` commands as children of multiprocessing's fork server, which has imported PRELOAD
+    once, with the workspace's environment: each command is still a process of its own (its own memory,
+    working directory, environment and exit status), without the ~2.5 s of imports a fresh interpreter
+    would spend."""
+
+    def __init__(self, env: dict[str, str]):
+        self.context = multiprocessing.get_context("forkserver")
+        self.context.set_forkserver_preload([*PRELOAD, __name__])
+        self._count = 0
+        self._guard = threading.Lock()
+        saved = dict(os.environ)
+        os.environ.update(env)  # the server, and what it imports, see the workspace's environment
+        try:
+            multiprocessing.forkserver.ensure_running()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    @staticmethod
+    def runs(argv: list[str]) -> bool:
+        """Whether `argv` is a `python` command run_as_python understands."""
+        return (len(argv) >= 2 and argv[0] == sys.executable
+                and (argv[1] in ("-m", "-c") and len(argv) >= 3 or argv[1].endswith(".py")))
+
+    def run(self, argv: list[str], cwd: Path, env: dict[str, str], logs: Path) -> subprocess.CompletedProcess:
+        with self._guard:
+            self._count += 1
+            log = logs / f"{self._count:03d}.log"
+        logs.mkdir(exist_ok=True)
+        child = self.context.Process(target=run_as_python, args=(argv, str(cwd), env, str(log)))
+        child.start()
+        child.join(TIMEOUT_S)
+        if child.exitcode is None:
+            child.kill()
+            child.join()
+            raise subprocess.TimeoutExpired(argv, TIMEOUT_S)
+        output = log.read_text(errors="replace") if log.exists() else ""
+        return subprocess.CompletedProcess(argv, child.exitcode, output, "")
 
 
 # --- smoke sizes ------------------------------------------------------------------------------------------
@@ -415,6 +512,19 @@ def smoke_per_object(ws: Workspace, command: DocCommand) -> Invocation:
     return Invocation([sys.executable, "-m", command.program, *args], expect=expect)
 
 
+def smoke_few_labels(ws: Workspace, command: DocCommand) -> Invocation:
+    """The doc's label counts give way to small ones (the forest needs only a handful of points here)."""
+    args = run_placeholder(ws, command, "vae")
+    if "--labels" in args:
+        start = end = args.index("--labels")
+        while end + 1 < len(args) and not args[end + 1].startswith("--"):
+            end += 1
+        del args[start:end + 1]
+    run = Path(option(args, "--run"))
+    return Invocation([sys.executable, "-m", command.program, *args, "--labels", "20", "--draws", "2"],
+                      expect=[run / "metrics.json"])
+
+
 def smoke_make_shards(ws: Workspace, command: DocCommand) -> Invocation:
     args = replace_option(replace_option(list(command.args), "--num-pairs", "8"), "--pairs-per-shard", "4")
     out = ws.root / option(args, "--out-dir")
@@ -433,8 +543,9 @@ def smoke_convert_dsprites(ws: Workspace, command: DocCommand) -> Invocation:
 
 
 def smoke_convert_mod(ws: Workspace, command: DocCommand) -> Invocation:
-    """The converter on a TFRecord in the original schema written by the converter tests' helpers: six
-    random scenes (CLEVR with at most --max-objects visible objects)."""
+    """The converter on a TFRecord in the original schema written by the converter tests' helpers: random
+    scenes (CLEVR with at most --max-objects visible objects), six where a doc command trains on the shards,
+    else three (a CLEVR scene is 240x320 pixels: most of this command's time is writing and reading them)."""
     import numpy as np
     from test_convert_mod import ORIGINAL, make_scene, record_of, write_tfrecord
 
@@ -442,14 +553,19 @@ def smoke_convert_mod(ws: Workspace, command: DocCommand) -> Invocation:
     entities = ORIGINAL[dataset][3]
     max_objects = option(command.args, "--max-objects")
     nulls = tuple(range(int(max_objects) + 1, entities)) if max_objects else ()
+    out = option(command.args, "--out")
+    read = any(f"{out}/" in " ".join(c.args) for c in COMMANDS if c.program == "train_slots.py")
+    num_train, num_eval = (4, 2) if read else (2, 1)
 
     def write() -> None:
         rng = np.random.default_rng(0)
-        write_tfrecord(ws.root / tfrecord, [record_of(dataset, make_scene(dataset, rng, nulls)) for _ in range(6)])
+        scenes = [record_of(dataset, make_scene(dataset, rng, nulls)) for _ in range(num_train + num_eval)]
+        write_tfrecord(ws.root / tfrecord, scenes)
 
     ws.once(f"tfrecord {tfrecord}", write)
     args = list(command.args)
-    for name, value in (("--num-train", "4"), ("--num-eval", "2"), ("--pairs-per-shard", "2")):
+    for name, value in (("--num-train", str(num_train)), ("--num-eval", str(num_eval)),
+                        ("--pairs-per-shard", str(num_eval))):
         args = replace_option(args, name, value)
     return Invocation([sys.executable, "-m", command.program, *args, "--workers", "1", "--no-progress"],
                       expect=[ws.root / option(args, "--out") / "manifest.json"])
@@ -511,6 +627,7 @@ SMOKE: dict[str, Callable[[Workspace, DocCommand], Invocation | Skip]] = {
     "eval.set_prediction": smoke_eval("set_prediction", "set_prediction_sweep.csv"),
     "eval.disentangle": smoke_eval("vae"),
     "eval.per_object": smoke_per_object,
+    "eval.few_labels": smoke_few_labels,
     "data.make_shards": smoke_make_shards,
     "data.convert_dsprites": smoke_convert_dsprites,
     "data.convert_mod": smoke_convert_mod,
@@ -520,8 +637,18 @@ SMOKE: dict[str, Callable[[Workspace, DocCommand], Invocation | Skip]] = {
     "studies.property_ceiling": smoke_property_ceiling,
     "bench.speed": smoke_bench("--resolution", "16", "--steps", "1", "--ari-images", "50"),
     "bench.time_to_quality": smoke_bench("--preset", "smoke", "--output-dir", "{ws}/bench_results", "--eval-every",
-                                         "2", "data.root={ws}/data_cache/time_to_quality"),
+                                         "2", "data.root={ws}/data_cache/time_to_quality", "train.max_steps=2",
+                                         "train.cpu_threads=1", "train.eval_images=8", "eval.sweep_slots=[2]",
+                                         "data.num_train=16", "data.num_eval=4"),
     "bench.weak_slots": smoke_bench("--steps", "1", "--rounds", "1", *TINY_BENCH_MODEL),
+    "bench.time_to_disentanglement": smoke_bench("--minutes", "5", "--eval-every", "2", "--dci-points", "40",
+                                                 "--output-dir", "{ws}/bench_results",
+                                                 "data.root={ws}/data_cache/time_to_disentanglement",
+                                                 "data.num_train=16", "data.num_eval=4", "data.pairs_per_shard=4",
+                                                 "train.max_steps=2", "train.batch_size=4", "train.cpu_threads=1",
+                                                 "train.eval_images=8", "vae.quick_mig_points=64",
+                                                 "vae.metrics=[mig, dci]", "vae.metric_sizes={mig_num_train: 100, "
+                                                 "dci_num_train: 100, dci_num_test: 50}"),
     "bench.set_prediction": smoke_bench("--steps", "1", "--rounds", "1", "data.resolution=16",
                                         "model.encoder_channels=8", "model.encoder_layers=2",
                                         "model.decoder_channels=8", "set_prediction.glimpse_size=7",
@@ -575,6 +702,8 @@ def outcomes(request, tmp_path_factory) -> dict[str, Outcome]:
     selected = {item.callspec.params["command"].id for item in request.session.items
                 if item.originalname == "test_doc_command" and hasattr(item, "callspec")}
     ws = Workspace(tmp_path_factory.mktemp("docs_commands"))
+    if not os.environ.get("DOCS_COMMANDS_SUBPROCESS"):
+        ws.fork_server = ForkServer(ws.env)
     chosen = [command for command in COMMANDS if command.id in selected]
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         results = list(pool.map(lambda command: run_command(ws, command), chosen))

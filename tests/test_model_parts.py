@@ -9,7 +9,7 @@ from torch import nn
 from slots import (BackboneEncoder, CNNEncoder, DinosaurAutoencoder, GaussianSlotInit, MergeDuplicates,
                    ModelOptionError, SlotAttention, SlotAutoencoder, SlotModel, SlotSetPredictor,
                    SpatialBroadcastDecoder, TimmBackbone, autoencoder_parts, build_autoencoder)
-from slots.build import INVARIANT_ATTENTION, MASK_PRIORS, SLOT_FRAMES
+from slots.build import INVARIANT_ATTENTION, MASK_PRIORS, SLOT_FRAMES, with_duplicate_merging
 from slots.duplicates import merge_duplicate_masks
 from tests.test_slots import TINY_OPTIONS, tiny_model
 from weak_supervision.slot_vae import SlotVAE
@@ -199,7 +199,7 @@ SLOT_MODELS = {
                                               encoder_channels=8, encoder_layers=2, head_hidden_dim=16),
     "set_predictor_on_autoencoder": lambda: SlotSetPredictor(2, (2, 2), num_slots=4, head_hidden_dim=16,
                                                              autoencoder=tiny_model(), input_skip=False),
-    "slot_vae": lambda: SlotVAE(latent_dim=6, **TINY_OPTIONS, **DISCOVERY_OPTIONS, merge_duplicates=0.5),
+    "slot_vae": lambda: with_duplicate_merging(SlotVAE(latent_dim=6, **TINY_OPTIONS, **DISCOVERY_OPTIONS), 0.5),
 }
 
 

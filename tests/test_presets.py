@@ -11,12 +11,12 @@ import pytest
 import yaml
 
 import training.config
-from training.config import (ConfigError, RunConfig, build_config, load_yaml, preset_names, preset_path,
-                             read_yaml)
+from training.config import (ConfigError, RunConfig, build_config, load_yaml, parse_override, preset_names,
+                             preset_path, read_yaml)
 from training.loop import resolve_config
 
 #: the repository's presets that build on another, and on which: every other preset stands alone
-INHERITING_PRESETS = {"set_prediction": "default", "weak_slots": "default"}
+INHERITING_PRESETS = {"set_prediction": "default", "weak_slots": "default", "dsprites_vae": "dsprites_vae_dlib"}
 
 
 @pytest.fixture
@@ -170,6 +170,35 @@ def test_weak_slots_trains_the_default_runs_model_on_its_data_and_budget():
         assert preset[section] == default[section], section
 
 
+def test_dsprites_vae_is_the_dlib_setup_plus_the_time_to_disentanglement_settings():
+    dlib, fast = resolved("dsprites_vae_dlib"), resolved("dsprites_vae")
+    assert (dlib["train"]["learning_rate"], dlib["train"]["max_steps"], dlib["vae"]["beta"]) == (1e-4, 300000, 1.0)
+    assert dlib["train"]["mixed_precision"] is None and dlib["train"]["grad_clip"] == 0.0
+    assert fast["task"] == dlib["task"] == "vae"
+    assert fast["data"] == dlib["data"] and fast["model"] == dlib["model"] and fast["eval"] == dlib["eval"]
+    assert fast["vae"] == {**dlib["vae"], "beta": 4.0}
+    assert fast["train"] == {**dlib["train"], "learning_rate": 1e-3, "max_steps": 5000, "mixed_precision": "auto",
+                             "eval_every": 1000, "checkpoint_every": 1000}
+    assert fast["data"]["generator_kwargs"] == {"changed_factors": "random"} and fast["data"]["resolution"] == 64
+
+
+#: what a preset needs from the command line to resolve: DINOSAUR's pretrained backbone reads a local
+#: weights file, which no preset can name (training/options/backbone.py refuses the config without one)
+NEEDS_WEIGHTS = {"dinosaur"}
+
+
 @pytest.mark.parametrize("name", preset_names())
-def test_every_preset_resolves(name):
-    assert resolved(name) == asdict(build_config([load_yaml(preset_path(name))]))
+def test_every_preset_resolves(name, tmp_path):
+    weights = tmp_path / "backbone.safetensors"
+    weights.touch()
+    overrides = [f"backbone.weights={weights}"] if name in NEEDS_WEIGHTS else []
+    assert resolved(name, *overrides) == asdict(build_config([load_yaml(preset_path(name)),
+                                                              *map(parse_override, overrides)]))
+
+
+@pytest.mark.parametrize("name", sorted(NEEDS_WEIGHTS))
+def test_a_preset_of_a_pretrained_backbone_is_refused_without_its_weights_file(name, tmp_path):
+    with pytest.raises(ConfigError, match="backbone.pretrained is true but backbone.weights is not set"):
+        resolved(name)
+    with pytest.raises(ConfigError, match="backbone weights file not found: .*missing.safetensors"):
+        resolved(name, f"backbone.weights={tmp_path / 'missing.safetensors'}")

@@ -12,16 +12,21 @@ import torch
 from data import PairBatch
 from data.errors import DataError
 from scoring.per_object import ObjectPoints, add_matches, object_factor_table, score_points
+from slots.build import with_duplicate_merging
+from slots.duplicates import MergeDuplicates
 from weak_supervision.aggregation import kl_per_dim
 from weak_supervision.slot_pairs import (SlotPairSettings, correspond, match_slots, permute_slots, share_mask,
                                          slot_pair_loss)
 from weak_supervision.slot_vae import SlotVAE
 
 
-def tiny_model(**kwargs) -> SlotVAE:
+def tiny_model(merge_duplicates: float | None = None, **kwargs) -> SlotVAE:
+    """A small slot VAE; `merge_duplicates` wraps it in duplicate merging from outside, as the run's builder
+    does (the model itself does not take the option)."""
     torch.manual_seed(0)
-    return SlotVAE(resolution=(16, 16), num_slots=4, slot_dim=16, latent_dim=6, mlp_hidden_dim=32,
-                   encoder_channels=8, encoder_layers=2, decoder_channels=8, decoder_layers=2, **kwargs)
+    model = SlotVAE(resolution=(16, 16), num_slots=4, slot_dim=16, latent_dim=6, mlp_hidden_dim=32,
+                    encoder_channels=8, encoder_layers=2, decoder_channels=8, decoder_layers=2, **kwargs)
+    return with_duplicate_merging(model, merge_duplicates)
 
 
 def images(batch: int = 3, seed: int = 0) -> torch.Tensor:
@@ -402,6 +407,25 @@ def test_slot_vae_with_discovery_options_changes_slot_count_and_merges_only_in_e
         torch.testing.assert_close(output.masks.sum(dim=1), torch.ones(3, 16, 16))
         assert output.unmerged_masks is not None
     assert model.train()(images()).unmerged_masks is None
+
+
+def test_the_run_builder_wraps_the_slot_vae_in_duplicate_merging_only_when_the_config_asks():
+    """model.merge_duplicates reaches the slot VAE as the autoencoder's does: a wrapper its builder attaches,
+    not a constructor argument, so the model class never sees the option."""
+    from training.config import build_config, parse_override
+    from training.tasks.weak_slots import build_slot_vae
+
+    def built(*overrides: str) -> SlotVAE:
+        sizes = [size for size in SMOKE_SIZES if size.startswith(("data.resolution", "model."))]
+        return build_slot_vae(build_config([{"task": "weak_slots"}, *map(parse_override, [*sizes, *overrides])]))
+
+    assert MergeDuplicates.attached(built()) is None
+    wrapped = built("model.merge_duplicates=0.5")
+    assert isinstance(wrapped, SlotVAE) and MergeDuplicates.attached(wrapped).threshold == 0.5
+    with torch.no_grad():
+        assert wrapped.eval()(images()).unmerged_masks is not None
+    with pytest.raises(TypeError, match="merge_duplicates"):
+        SlotVAE(resolution=(16, 16), merge_duplicates=0.5)
 
 
 def test_the_representation_of_a_slot_in_its_own_frame_includes_the_frame():

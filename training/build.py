@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -12,8 +14,8 @@ from torch import nn
 from data import GENERATORS, ensure_dataset, resolve_shards
 from slots import (BackboneEncoder, BackboneError, DinosaurAutoencoder, ModelOptionError, TimmBackbone,
                    build_autoencoder)
-from slots.backbone_weights import how_to_provide
 from training.config import ConfigError, RunConfig
+from training.options.backbone import check_backbone_weights
 
 WEIGHTS_FILE = "model.safetensors"
 
@@ -32,29 +34,25 @@ def build_model(config: RunConfig) -> nn.Module:
             implicit_grad=model.implicit_grad,
         )
     encoder = build_backbone_encoder(config) if config.backbone.name is not None else None
-    try:
+    with model_option_errors():
         return build_autoencoder(resolution, **asdict(model), encoder=encoder)
+
+
+@contextmanager
+def model_option_errors() -> Iterator[None]:
+    """A model option no part is built for (or a bad duplicate-merging threshold) becomes a one-line
+    ConfigError naming its key in the model section, for every builder of a run's slot model."""
+    try:
+        yield
     except ModelOptionError as error:
         raise ConfigError(f"model.{error}") from None
-
-
-def check_backbone_weights(config: RunConfig) -> None:
-    """Refuse pretrained weights without a local file, or a file that is not there, before any data work."""
-    options = config.backbone
-    if not options.pretrained:
-        return
-    if options.weights is None:
-        raise ConfigError(f"backbone.pretrained is true but backbone.weights is not set (weights are never "
-                          f"downloaded at run time); {how_to_provide(options.name)}")
-    if not Path(options.weights).expanduser().is_file():
-        raise ConfigError(f"backbone weights file not found: {options.weights}; {how_to_provide(options.name)}")
 
 
 def build_backbone_encoder(config: RunConfig) -> BackboneEncoder:
     """The configured timm backbone (weights from the local file only) + LayerNorm/MLP to
     model.encoder_channels; every backbone problem becomes a one-line ConfigError."""
     options = config.backbone
-    check_backbone_weights(config)
+    check_backbone_weights(config)  # at config build time too; again for a config changed since
     try:
         backbone = TimmBackbone(options.name, options.image_size or config.data.resolution,
                                 weights=options.weights, frozen=options.frozen, feature_index=options.feature_index)

@@ -62,6 +62,9 @@ class ModelConfig:
     merge_duplicates: float | None = None  # outside training, merge slots whose masks have cosine above this
 
 
+MIXED_PRECISIONS = ("no", "bf16", "fp16", "auto")
+
+
 @dataclass
 class TrainConfig:
     batch_size: int = 8  # frame pairs per step and process; both frames are trained on, so 2x images
@@ -84,6 +87,10 @@ class TrainConfig:
     # steps whose loss or gradients are NaN/infinite that are skipped (no update) before the run stops;
     # 0: stop at the first one. Checked once per step, on every process alike.
     max_nonfinite_steps: int = 0
+    # no | bf16 | fp16 | auto for the training step's forward pass (auto: bf16 where the device computes it
+    # natively, training/precision.py); None: the launcher's (accelerate config or --mixed_precision).
+    # (bool: YAML reads a bare `no` as false, which means "no")
+    mixed_precision: str | bool | None = None
 
 
 @dataclass
@@ -319,6 +326,11 @@ def validate(config: RunConfig) -> None:
     for key in ("batch_size", "max_steps"):
         if getattr(config.train, key) < 1:
             raise ConfigError(f"train.{key} must be >= 1, got {getattr(config.train, key)}")
+    if config.train.mixed_precision is False:  # YAML reads a bare `no` as false
+        config.train.mixed_precision = "no"
+    if config.train.mixed_precision not in (None, *MIXED_PRECISIONS):
+        raise ConfigError(f"train.mixed_precision must be one of {', '.join(MIXED_PRECISIONS)} or null, "
+                          f"got {config.train.mixed_precision!r}")
     if config.train.time_limit_minutes is not None and config.train.time_limit_minutes <= 0:
         raise ConfigError(f"train.time_limit_minutes must be > 0 or null, got {config.train.time_limit_minutes}")
     validate_train_numbers(config.train)

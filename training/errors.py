@@ -1,4 +1,4 @@
-"""The error of a configuration the user wrote; a module of its own so that the light per-task option
+"""The error of a configuration the user wrote; a module of its own so that the per-task option
 modules (training/options) and training.config share it without importing each other."""
 from __future__ import annotations
 

@@ -27,6 +27,7 @@ from training.checkpoint import (NonFiniteWeightsError, ResumePoint, TrainerStat
 from training.config import (DEFAULT_PRESET, ConfigError, RunConfig, build_config, load_yaml, parse_override,
                              read_yaml, run_sources, save_config)
 from training.jsonl import append_jsonl, truncate_jsonl
+from training.precision import resolve_mixed_precision
 from training.resume_config import explicit_keys, flatten, resumed_config
 from training.run_lock import RunLock, RunLockError
 from training.schedule import warmup_exponential_decay
@@ -306,8 +307,10 @@ def retire_report(run_dir: Path) -> None:
 def train_locked(config: RunConfig, task: Task, run_dir: Path, changes: list[str], resume_point: ResumePoint | None,
                  start_time: float, stop: StopRequest) -> TrainResult:
     """train() once the run directory is this run's and the checkpoint to resume from (if any) is chosen."""
+    mixed_precision = resolve_mixed_precision(config.train.mixed_precision, wants_cpu())
+    precision = {"mixed_precision": mixed_precision} if mixed_precision else {}
     accelerator = Accelerator(cpu=wants_cpu(), log_with="tensorboard", project_dir=str(run_dir),
-                              step_scheduler_with_optimizer=False)
+                              step_scheduler_with_optimizer=False, **precision)
     main = accelerator.is_main_process
     if main:
         for line in [f"resume: {change}" for change in changes] + (resume_point.notes if resume_point else []):
@@ -374,7 +377,8 @@ def train_steps(config: RunConfig, task: Task, accelerator: Accelerator, trainin
 
     try:
         while step < train.max_steps:
-            loss, logs = training_step(next(stream).to(accelerator.device), step)
+            with accelerator.autocast():  # a no-op unless mixed precision is on
+                loss, logs = training_step(next(stream).to(accelerator.device), step)
             accelerator.backward(loss)
             grad_norm = gradient_norm(accelerator, training_step, train.grad_clip)
             finite, terminate = step_verdict(accelerator, loss, grad_norm, stop.requested)
@@ -402,7 +406,8 @@ def train_steps(config: RunConfig, task: Task, accelerator: Accelerator, trainin
             if quick_eval and (step % train.eval_every == 0 or ending):
                 metrics = task.quick_eval(model)
                 accelerator.log({f"eval/{key}": value for key, value in metrics.items()}, step=step)
-                append_jsonl(eval_log_path, {"step": step, "seconds": time.time() - start_time, **metrics})
+                append_jsonl(eval_log_path, {"step": step, "seconds": time.time() - start_time,
+                                             "train_seconds": trainer_state().train_seconds, **metrics})
             if step % train.checkpoint_every == 0 or ending or terminate:
                 checkpoint(accelerator, run_dir, trainer_state(), train.keep_checkpoints)
             if terminate:

@@ -70,12 +70,14 @@ class GaussianEncoderVAE(nn.Module):
         self.apply(_glorot_)
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(mu, logvar) of q(z|x); mu is the representation the disentanglement metrics score."""
-        return self.encoder(x)
+        """(mu, logvar) of q(z|x) in float32 even under bf16 autocast (the KLs and the sharing threshold
+        compare small differences); mu is the representation the disentanglement metrics score."""
+        mu, logvar = self.encoder(x)
+        return mu.float(), logvar.float()
 
     def decode(self, z: Tensor) -> Tensor:
-        """Bernoulli logits, same shape as the images."""
-        return self.decoder(z)
+        """Bernoulli logits, same shape as the images, in float32 (the loss sums 4096 pixels per image)."""
+        return self.decoder(z).float()
 
     @staticmethod
     def sample(mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:

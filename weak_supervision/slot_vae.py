@@ -4,9 +4,10 @@ Each slot is mapped to a diagonal Gaussian posterior q(z_k | x) of `latent_dim` 
 spatial-broadcast decoder renders RGB + alpha from a sample z_k. Everything else is the autoencoder's, with
 all of its discovery options: the masks can start from the attention (`mask_prior`), the slots can read
 colour (`colour_values`), attend in and be rendered in their own frames (`invariant_attention`,
-`slot_frames`), and duplicates can be merged at evaluation. With slot frames a slot's position and scale
-come from its attention, not from its latent, so its representation (what the per-object metrics score) is
-the posterior mean together with that frame, just as dlib scores a VAE's mean.
+`slot_frames`), and duplicates can be merged at evaluation by the wrapper its builder attaches
+(`slots.build.with_duplicate_merging`). With slot frames a slot's position and scale come from its attention,
+not from its latent, so its representation (what the per-object metrics score) is the posterior mean together
+with that frame, just as dlib scores a VAE's mean.
 Slot Attention can start from given slots and frames, which is how the two frames of a pair are put in
 correspondence (see `weak_supervision.slot_pairs`).
 """
@@ -19,7 +20,6 @@ from einops import rearrange
 from torch import nn
 
 from slots.build import autoencoder_parts
-from slots.duplicates import MergeDuplicates
 from slots.glimpse import SlotGlimpse
 from slots.model import SlotAutoencoder, SlotAutoencoderOutput
 from slots.set_prediction import attention_geometry
@@ -40,19 +40,16 @@ class SlotVAE(SlotAutoencoder):
     """Encoder -> Slot Attention -> per-slot Gaussian latent -> per-slot broadcast decoder.
 
     The autoencoder's parts, built from the model options (`slots.build.autoencoder_parts`, with a decoder
-    that reads the latent), plus `latent_dim` and the posterior head; with `merge_duplicates` the model is
-    wrapped in duplicate merging at evaluation (`slots.duplicates.MergeDuplicates`). `num_slots`,
-    `num_iterations` and the starting slots are call arguments, so the test-time slot sweep and the
-    frame-pair correspondence use the same module as training.
+    that reads the latent), plus `latent_dim` and the posterior head. Duplicate merging is not an option of
+    the model: whoever builds it wraps it from outside (`slots.build.with_duplicate_merging`), as for the
+    autoencoder. `num_slots`, `num_iterations` and the starting slots are call arguments, so the test-time
+    slot sweep and the frame-pair correspondence use the same module as training.
     """
 
     def __init__(self, latent_dim: int = 10, initial_logvar: float = -4.0, glimpse_size: int = 0,
-                 outline_size: int = 0, outline_input: bool = False, merge_duplicates: float | None = None,
-                 **model_options) -> None:
+                 outline_size: int = 0, outline_input: bool = False, **model_options) -> None:
         if latent_dim < 1:
             raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
-        if merge_duplicates is not None:
-            MergeDuplicates.check_threshold(merge_duplicates)
         super().__init__(**autoencoder_parts(**model_options, decoder_input_dim=latent_dim))
         self.latent_dim = latent_dim
         slot_dim = self.slot_init.slot_dim
@@ -69,8 +66,6 @@ class SlotVAE(SlotAutoencoder):
         # draws each slot's outline in its own frame from its latent (weak_supervision.outline)
         self.outline_head = OutlineHead(latent_dim, outline_size) if outline_size else None
         self._start_with_small_variance(initial_logvar)
-        if merge_duplicates is not None:
-            MergeDuplicates(self, merge_duplicates)
 
     @torch.no_grad()
     def _start_with_small_variance(self, initial_logvar: float) -> None:

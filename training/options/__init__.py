@@ -1,8 +1,9 @@
-"""Each task's own options: one light module per task (no torch, no scikit-learn) holding its config section
-dataclass, the model options it honours and `validate(config)`, every check of its options that needs no data
-set. training.config builds RunConfig from these sections and runs the active task's validation at config
-build time, before any task object (or model, or data set) is built; the task classes in training/tasks keep
-only the checks that need the data or the model libraries."""
+"""Each task's own options: one module per task holding its config section dataclass, the model options it
+honours and `validate(config)`, every check of its options that needs no data set, the model libraries' own
+checks included (a VAE method's name, a slot pair method, a backbone's weights file: `backbone.py`).
+training.config builds RunConfig from these sections and runs the active task's validation at config build
+time, before any task object (or model, or data set) is built; the task classes in training/tasks keep only
+the checks that need the data. These modules never import a task, the data or scoring."""
 from __future__ import annotations
 
 from types import ModuleType

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from training.errors import ConfigError
+from training.options.backbone import check_backbone_weights
 
 if TYPE_CHECKING:
     from training.config import RunConfig
@@ -28,7 +29,8 @@ def model_options(config: RunConfig) -> tuple[str, ...]:
 
 
 def validate(config: RunConfig) -> None:
-    """DINOSAUR reconstructs a frozen timm backbone's features with an MLP decoder."""
+    """DINOSAUR reconstructs a frozen timm backbone's features with an MLP decoder, whose pretrained weights
+    must be a local file."""
     backbone = config.backbone
     if backbone.name is None:
         raise ConfigError("task dinosaur reconstructs a backbone's features: set backbone.name (a timm model)")
@@ -38,6 +40,7 @@ def validate(config: RunConfig) -> None:
     for key in ("decoder_hidden_dim", "decoder_layers"):
         if getattr(config.dinosaur, key) < 1:
             raise ConfigError(f"dinosaur.{key} must be >= 1, got {getattr(config.dinosaur, key)}")
+    check_backbone_weights(config)
 
 
 __all__ = ["DinosaurConfig", "MODEL_OPTIONS", "model_options", "validate"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from training.options.backbone import check_backbone_weights
+
 if TYPE_CHECKING:
     from training.config import RunConfig
 
@@ -19,8 +21,8 @@ def model_options(config: RunConfig) -> tuple[str, ...]:
 
 
 def validate(config: RunConfig) -> None:
-    """Nothing beyond the shared sections' checks (training.config); the backbone's weights file is checked
-    when the task is built."""
+    """Beyond the shared sections' checks (training.config): a timm backbone's weights file is there."""
+    check_backbone_weights(config)
 
 
 __all__ = ["MODEL_OPTIONS", "model_options", "validate"]

@@ -1,11 +1,13 @@
-"""Options of `task: vae` (see training/tasks/vae.py). The method and its weights are checked by
-weak_supervision.MethodConfig and the ground-truth source against the data set when the task is built."""
+"""Options of `task: vae` (see training/tasks/vae.py). The method and its weights are checked here, by the
+model library's own check (weak_supervision.MethodConfig), when the config is built; the ground-truth source
+is checked against the data set when the task is built."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from training.errors import ConfigError
+from weak_supervision.methods import MethodConfig
 
 if TYPE_CHECKING:
     from training.config import RunConfig
@@ -30,6 +32,7 @@ class VAEConfig:
     metric_sizes: dict = field(default_factory=dict)  # overrides of dlib's sample sizes, e.g. {dci_num_train: 2000}
     dci_importance_model: str = "random_forest"  # "gbt" = dlib's GradientBoostingClassifier: ~25x slower
     quick_mig_points: int = 2000  # MIG during training, on this many points
+    quick_dci_points: int = 0  # also DCI during training from this many points (+ half as many held out); 0: off
     npz: str | None = None  # score against the original dSprites .npz instead of the procedural grid
     metric_seed: int = 0
 
@@ -43,8 +46,19 @@ def model_options(config: RunConfig) -> tuple[str, ...]:
 
 
 def validate(config: RunConfig) -> None:
-    """Nothing to check here: the vae options are checked by the model library and against the data set
-    when the task is built (see the module docstring)."""
+    """An unknown method is refused (with the known ones listed) before anything is written."""
+    method_config(config)
 
 
-__all__ = ["MODEL_OPTIONS", "VAEConfig", "model_options", "validate"]
+def method_config(config: RunConfig) -> MethodConfig:
+    """The library's settings of the vae section's method; a one-line ConfigError if it refuses them."""
+    options = config.vae
+    try:
+        return MethodConfig(method=options.method, beta=options.beta, latent_dim=options.latent_dim,
+                            gamma=options.gamma, lambda_od=options.lambda_od, lambda_d_factor=options.lambda_d_factor,
+                            c_max=options.c_max, iteration_threshold=options.iteration_threshold)
+    except ValueError as error:
+        raise ConfigError(f"vae.method: {error}") from None
+
+
+__all__ = ["MODEL_OPTIONS", "VAEConfig", "method_config", "model_options", "validate"]

@@ -1,11 +1,13 @@
 """Options of `task: weak_slots` and their checks (see training/tasks/weak_slots.py). The method, correspondence
-and loss weights are checked by weak_supervision.slot_pairs.SlotPairSettings when the task is built."""
+and loss weights are checked against the model library's own lists and checks (weak_supervision.slot_pairs)
+when the config is built, before anything is written."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from training.errors import ConfigError
+from weak_supervision.slot_pairs import CORRESPONDENCES, PAIR_METHODS, SlotPairSettings
 
 if TYPE_CHECKING:
     from training.config import RunConfig
@@ -55,10 +57,16 @@ def model_options(config: RunConfig) -> tuple[str, ...]:
 
 
 def validate(config: RunConfig) -> None:
-    """Every check of the weak_slots section that needs neither data nor the model library."""
+    """Every check of the weak_slots section that needs no data."""
     if config.backbone.name is not None:
         raise ConfigError("task weak_slots uses the CNN encoder; unset backbone.name")
     options = config.weak_slots
+    if options.method not in PAIR_METHODS:
+        raise ConfigError(f"weak_slots.method must be one of {PAIR_METHODS}, got {options.method!r}")
+    if options.correspondence not in CORRESPONDENCES:
+        raise ConfigError(f"weak_slots.correspondence must be one of {CORRESPONDENCES}, "
+                          f"got {options.correspondence!r}")
+    pair_settings(config)
     fade = (options.mask_prior_fade_start, options.mask_prior_fade_steps)
     if min(fade) < 0:
         raise ConfigError(f"weak_slots.mask_prior_fade_start and mask_prior_fade_steps must be >= 0, got {fade}")
@@ -81,4 +89,16 @@ def validate(config: RunConfig) -> None:
                           f"model.mask_prior=attention, got {config.model.mask_prior!r}")
 
 
-__all__ = ["MODEL_OPTIONS", "WeakSlotsConfig", "model_options", "validate"]
+def pair_settings(config: RunConfig) -> SlotPairSettings:
+    """How the pair objective trains a pair under the weak_slots section; its loss weights are checked by
+    SlotPairSettings, whose refusal becomes a one-line ConfigError."""
+    options = config.weak_slots
+    try:
+        return SlotPairSettings(method=options.method, beta=options.beta, correspondence=options.correspondence,
+                                share_floor=options.share_floor, recon_sigma=options.recon_sigma,
+                                silhouette_weight=options.silhouette_weight, outline_weight=options.outline_weight)
+    except ValueError as error:
+        raise ConfigError(f"weak_slots: {error}") from None
+
+
+__all__ = ["MODEL_OPTIONS", "WeakSlotsConfig", "model_options", "pair_settings", "validate"]

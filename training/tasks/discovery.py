@@ -15,8 +15,9 @@ from scoring.discovery import evaluate_discovery, load_eval_set
 from scoring.slot_sweep import format_table, sweep, write_sweep
 from viz.slot_grid import save_slot_grid
 from slots import SlotAutoencoderOutput
-from training.build import build_model, check_backbone_weights
+from training.build import build_model
 from training.config import RunConfig
+from training.options.backbone import check_backbone_weights
 from training.tasks.base import Task
 
 
@@ -28,8 +29,7 @@ class DiscoveryTask(Task):
 
     def __init__(self, config: RunConfig):
         super().__init__(config)
-        if config.backbone.name is not None:
-            check_backbone_weights(config)  # fail in a second, not after the data set has been generated
+        check_backbone_weights(config)  # run at config build time too; again here for a config changed since
 
     def build_model(self) -> nn.Module:
         return build_model(self.config)

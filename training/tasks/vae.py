@@ -14,12 +14,12 @@ from torch import nn
 
 from data import DSprites, PairBatch, eval_batches
 from data.ground_truth import DSpritesSource, NpzDSpritesSource
-from metrics.disentanglement import evaluate_all, mig, sample_representations
+from metrics.disentanglement import dci, evaluate_all, mig, sample_representations
 from viz.traversal import save_latent_traversal
 from training.config import ConfigError
+from training.options.vae import method_config
 from training.tasks.base import Task
-from weak_supervision import (FactorDiscriminator, GaussianEncoderVAE, MethodConfig, bernoulli_reconstruction, method_info,
-                              vae_loss)
+from weak_supervision import FactorDiscriminator, GaussianEncoderVAE, bernoulli_reconstruction, method_info, vae_loss
 
 
 class VAEWithDiscriminator(nn.Module):
@@ -53,16 +53,9 @@ class VAETask(Task):
 
     def __init__(self, config):
         super().__init__(config)
-        options = config.vae
-        try:
-            self.method = MethodConfig(
-                method=options.method, beta=options.beta, latent_dim=options.latent_dim, gamma=options.gamma,
-                lambda_od=options.lambda_od, lambda_d_factor=options.lambda_d_factor, c_max=options.c_max,
-                iteration_threshold=options.iteration_threshold)
-        except ValueError as error:
-            raise ConfigError(f"vae.method: {error}") from None
-        self.info = method_info(options.method)
-        self.channels = 1 if options.grayscale else 3
+        self.method = method_config(config)  # checked at config build time too; again for a config changed since
+        self.info = method_info(config.vae.method)
+        self.channels = 1 if config.vae.grayscale else 3
         self.source = self._ground_truth_source()
 
     def _ground_truth_source(self):
@@ -124,14 +117,21 @@ class VAETask(Task):
         return total / len(images)
 
     def quick_eval(self, model: nn.Module) -> dict[str, float]:
+        """Held-out reconstruction loss, MIG and (with `vae.quick_dci_points`) DCI, and the seconds they took
+        (so time-to-disentanglement curves can leave the scoring out)."""
+        start, options = time.time(), self.config.vae
         was_training = model.training
         model.eval()
-        rng = np.random.default_rng(self.config.vae.metric_seed)
-        reps, factors = sample_representations(self.source, self.representation_fn(model),
-                                               self.config.vae.quick_mig_points, rng, 256, False)
+        rng = np.random.default_rng(options.metric_seed)
+        represent = self.representation_fn(model)
+        reps, factors = sample_representations(self.source, represent, options.quick_mig_points, rng, 256, False)
         metrics = {"recon_loss": self.eval_reconstruction(model, self.quick_images), "mig": mig(reps, factors)["mig"]}
+        if options.quick_dci_points:
+            train = sample_representations(self.source, represent, options.quick_dci_points, rng, 256, False)
+            test = sample_representations(self.source, represent, max(options.quick_dci_points // 2, 1), rng, 256, False)
+            metrics["dci"] = dci(*train, *test, options.dci_importance_model, rng)["dci_disentanglement"]
         model.train(was_training)
-        return metrics
+        return metrics | {"eval_seconds": time.time() - start}
 
     def report(self, model: nn.Module, run_dir: Path, eval_urls: list[str], summary: dict) -> dict:
         """metrics.json (every metric, reconstruction losses) and latents.png (a latent traversal)."""

@@ -12,21 +12,29 @@ from torch import nn
 
 from scoring.per_object import run_object_scores
 from data import PairBatch
-from training.config import ConfigError, RunConfig
-from training.options.weak_slots import validate as validate_options
+from slots.build import with_duplicate_merging
+from training.build import model_option_errors
+from training.config import RunConfig
+from training.options.weak_slots import pair_settings, validate as validate_options
 from training.schedule import linear_ramp
 from training.tasks.discovery import DiscoveryTask
-from weak_supervision.slot_pairs import SlotPairSettings, slot_pair_loss
+from weak_supervision.slot_pairs import slot_pair_loss
 from weak_supervision.slot_vae import SlotVAE
 
 
 def build_slot_vae(config: RunConfig) -> SlotVAE:
+    """The run's slot VAE, wrapped in duplicate merging at evaluation when model.merge_duplicates is set (the
+    same wrapper as the autoencoder's, training/build.py)."""
     options = config.weak_slots
-    return SlotVAE(options.latent_dim, options.initial_logvar, options.glimpse_size,
-                   options.outline_size if options.outline_weight > 0 else 0,
-                   options.outline_input and options.outline_weight > 0,
-                   resolution=(config.data.resolution, config.data.resolution),
-                   silhouette_head=options.silhouette_weight > 0, **asdict(config.model))
+    model_options = asdict(config.model)
+    merge_duplicates = model_options.pop("merge_duplicates")
+    with model_option_errors():
+        model = SlotVAE(options.latent_dim, options.initial_logvar, options.glimpse_size,
+                        options.outline_size if options.outline_weight > 0 else 0,
+                        options.outline_input and options.outline_weight > 0,
+                        resolution=(config.data.resolution, config.data.resolution),
+                        silhouette_head=options.silhouette_weight > 0, **model_options)
+        return with_duplicate_merging(model, merge_duplicates)
 
 
 class WeakSlotsTask(DiscoveryTask):
@@ -35,15 +43,7 @@ class WeakSlotsTask(DiscoveryTask):
     def __init__(self, config: RunConfig):
         super().__init__(config)
         validate_options(config)  # run at config build time too; again here for a config changed since
-        options = config.weak_slots
-        try:
-            self.settings = SlotPairSettings(method=options.method, beta=options.beta,
-                                             correspondence=options.correspondence,
-                                             share_floor=options.share_floor, recon_sigma=options.recon_sigma,
-                                             silhouette_weight=options.silhouette_weight,
-                                             outline_weight=options.outline_weight)
-        except ValueError as error:
-            raise ConfigError(f"weak_slots: {error}") from None
+        self.settings = pair_settings(config)
 
     def build_model(self) -> nn.Module:
         return build_slot_vae(self.config)

@@ -1,0 +1,80 @@
+"""The exploration loop behind results/time_to_disentanglement/README.md: the dsprites_vae objective and
+model trained in-process on an in-memory pool of dSprites pairs drawn with the generator's semantics (k ~ U{1..4}
+changed factors, each to a different value), DCI (random forest, 5000 / 2000 points), MIG and the DCI
+importance matrix printed every --every steps. Quicker to vary than train_slots.py; the figures of record
+come from train_slots.py runs (the study and bench commands in the README).
+
+    python results/time_to_disentanglement/explore.py --lr 1e-3 --beta 4 --bf16 --out lr1e3b4.jsonl
+"""
+import argparse, json, time, sys
+from pathlib import Path
+import numpy as np, torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from data.dsprites import DSprites, FACTOR_SIZES
+from data.ground_truth import DSpritesSource
+from metrics.disentanglement import sample_representations, dci, mig, factor_importance
+from weak_supervision import GaussianEncoderVAE, MethodConfig, vae_loss
+
+p = argparse.ArgumentParser()
+p.add_argument("--lr", type=float, default=5e-4)
+p.add_argument("--bs", type=int, default=64)
+p.add_argument("--beta", type=float, default=1.0)
+p.add_argument("--method", default="ada_gvae")
+p.add_argument("--steps", type=int, default=3000)
+p.add_argument("--every", type=int, default=500)
+p.add_argument("--pool", type=int, default=20000)
+p.add_argument("--seed", type=int, default=0)
+p.add_argument("--threads", type=int, default=1)
+p.add_argument("--k", default="random")
+p.add_argument("--out", required=True)
+p.add_argument("--eps", type=float, default=1e-8)
+p.add_argument("--b1", type=float, default=0.9)
+p.add_argument("--latent", type=int, default=10)
+p.add_argument("--bf16", action="store_true")
+p.add_argument("--decay", type=int, default=0)
+a = p.parse_args()
+torch.set_num_threads(a.threads); torch.manual_seed(a.seed)
+gen = DSprites(64, a.k)
+rng = np.random.default_rng(a.seed + 100)
+sizes = np.array(list(FACTOR_SIZES.values()))
+f0 = rng.integers(0, sizes, size=(a.pool, 5))
+f1 = f0.copy()
+for i in range(a.pool):
+    k = rng.integers(1, 5) if a.k == "random" else int(a.k)
+    idx = rng.choice(5, size=k, replace=False)
+    for j in idx:
+        f1[i, j] = (f1[i, j] + rng.integers(1, sizes[j])) % sizes[j]
+x0 = torch.from_numpy(gen.render_batch(f0)).float()[:, None]
+x1 = torch.from_numpy(gen.render_batch(f1)).float()[:, None]
+model = GaussianEncoderVAE(1, a.latent).to(memory_format=torch.channels_last)
+opt = torch.optim.Adam(model.parameters(), lr=a.lr, betas=(a.b1, 0.999), eps=a.eps)
+cfg = MethodConfig(method=a.method, beta=a.beta, latent_dim=a.latent)
+src = DSpritesSource(64)
+def represent(obs):
+    with torch.no_grad():
+        return model.encode(torch.from_numpy(np.ascontiguousarray(obs, dtype=np.float32)))[0].double().numpy()
+log = open(a.out, "w"); train_t = 0.0; g = torch.Generator().manual_seed(a.seed)
+for step in range(1, a.steps + 1):
+    t = time.perf_counter()
+    ix = torch.randint(0, a.pool, (a.bs,), generator=g)
+    b0 = x0[ix].contiguous(memory_format=torch.channels_last); b1 = x1[ix].contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+        loss, logs = vae_loss(model, None, cfg, b0, b1, step=step)
+    opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+    if a.decay:
+        for group in opt.param_groups: group["lr"] = a.lr * 0.5 ** (step / a.decay)
+    train_t += time.perf_counter() - t
+    if step % a.every == 0:
+        model.eval(); r = np.random.default_rng(0)
+        tr, ftr = sample_representations(src, represent, 5000, r, 256)
+        te, fte = sample_representations(src, represent, 2000, r, 256)
+        d = dci(tr, ftr, te, fte, "random_forest", np.random.default_rng(0))
+        R = factor_importance(tr, ftr, te, fte, "random_forest", np.random.default_rng(0))[0]
+        print(np.array2string(R.T, precision=2, suppress_small=True), flush=True)
+        torch.save(model.state_dict(), a.out + f".{step}.pt")
+        m = mig(tr, ftr)["mig"]
+        model.train()
+        rec = dict(step=step, train_s=round(train_t, 1), dci=round(d["dci_disentanglement"], 3), mig=round(m, 3),
+                   info=round(d["dci_informativeness_test"], 3), recon=round(logs["recon_loss"], 1), kl=round(logs["kl"], 2),
+                   shared=round(logs.get("shared_dims", 0), 2))
+        print(json.dumps(rec), flush=True); log.write(json.dumps(rec) + "\n"); log.flush()
