@@ -115,11 +115,16 @@ def check_same_settings(directory: Path, preset: str, settings: list[str]) -> No
                          "use another --out or the same overrides")
 
 
+def comma_separated_ints(text: str) -> list[int]:
+    """argparse type of the studies' lists of numbers (seeds, label counts): '0,1,2' -> [0, 1, 2]."""
+    return [int(value) for value in text.split(",")]
+
+
 def study_parser(description: str, default_out: str) -> argparse.ArgumentParser:
     """The command line every study shares: where, which seeds, summarise only, overrides for every run."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(default_out))
-    parser.add_argument("--seeds", type=lambda text: [int(v) for v in text.split(",")], default=[0, 1, 2],
+    parser.add_argument("--seeds", type=comma_separated_ints, default=[0, 1, 2],
                         help="comma-separated training seeds (default: 0,1,2)")
     parser.add_argument("--finished-only", action="store_true",
                         help="train nothing: summarise the runs that have finished so far")

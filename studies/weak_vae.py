@@ -22,7 +22,8 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from metrics.disentanglement.few_labels import selection_from_few_labels
-from studies.runner import PlannedRun, ensure_run, read_metrics, results_doc, study_parser, write_results
+from studies.runner import (PlannedRun, comma_separated_ints, ensure_run, read_metrics, results_doc, study_parser,
+                            write_results)
 from viz.plots import plt
 
 #: The block of the results document the study writes: between <!-- weak_study:begin --> and <!-- weak_study:end -->.
@@ -158,7 +159,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = study_parser(__doc__, "results/weak_study")
-    parser.add_argument("--labels", type=lambda text: [int(v) for v in text.split(",")], default=None,
+    parser.add_argument("--labels", type=comma_separated_ints, default=None,
                         help="comma-separated numbers of labelled points to score every run from (e.g. 100,1000)")
     parser.add_argument("--label-draws", type=int, default=10, help="draws of the labelled points per number")
     parser.add_argument("--only", type=lambda text: text.split(","), default=None, metavar="METHOD,...",
@@ -167,24 +168,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     doc = results_doc(args, README_BLOCK)
     start = time.time()
-    plan = [planned_run(method, beta, seed, args.overrides, args.out, args.labels, args.label_draws)
-            for seed in args.seeds for method, beta in SETTINGS]
     unknown = set(args.only or ()) - {method for method, _ in SETTINGS}
     if unknown:
         parser.error(f"--only: unknown method(s) {', '.join(sorted(unknown))}; the study's: "
                      f"{', '.join(dict.fromkeys(m for m, _ in SETTINGS))}")
-    trained = [run for run in plan if args.only is None or run.name.split("-")[0] in args.only]
-    if args.finished_only:
-        plan, trained = [run for run in plan if read_metrics(args.out, run) is not None], []
-        if not plan:
-            print(f"no finished runs under {args.out / 'runs'} yet", file=sys.stderr)
-            return 0
+    methods = [(method, planned_run(method, beta, seed, args.overrides, args.out, args.labels, args.label_draws))
+               for seed in args.seeds for method, beta in SETTINGS]
+    plan = [run for _, run in methods]
+    trained = [] if args.finished_only else [run for method, run in methods if args.only is None or method in args.only]
     for run in trained:
         ensure_run(args.out, run)
-    # Runs other processes held may have finished meanwhile: read every metrics.json now.
-    finished = [metrics for metrics in (read_metrics(args.out, run) for run in plan) if metrics is not None]
+    # Runs other processes held may have finished meanwhile: read every metrics.json now, once.
+    metrics_of = {run.name: read_metrics(args.out, run) for run in plan}
+    finished = [metrics for metrics in metrics_of.values() if metrics is not None]
+    if args.finished_only and not finished:
+        print(f"no finished runs under {args.out / 'runs'} yet", file=sys.stderr)
+        return 0
     rows = [row(metrics) for metrics in finished]
-    pending = [run for run in trained if read_metrics(args.out, run) is None]
+    pending = [run for run in trained if metrics_of[run.name] is None]
     if pending:
         print(f"[study] {len(pending)} run(s) still training in other processes: the table below "
               "leaves them out; the last process to finish writes the full one", flush=True)

@@ -307,9 +307,10 @@ def retire_report(run_dir: Path) -> None:
 def train_locked(config: RunConfig, task: Task, run_dir: Path, changes: list[str], resume_point: ResumePoint | None,
                  start_time: float, stop: StopRequest) -> TrainResult:
     """train() once the run directory is this run's and the checkpoint to resume from (if any) is chosen."""
-    mixed_precision = resolve_mixed_precision(config.train.mixed_precision, wants_cpu())
+    on_cpu = wants_cpu()
+    mixed_precision = resolve_mixed_precision(config.train.mixed_precision, on_cpu)
     precision = {"mixed_precision": mixed_precision} if mixed_precision else {}
-    accelerator = Accelerator(cpu=wants_cpu(), log_with="tensorboard", project_dir=str(run_dir),
+    accelerator = Accelerator(cpu=on_cpu, log_with="tensorboard", project_dir=str(run_dir),
                               step_scheduler_with_optimizer=False, **precision)
     main = accelerator.is_main_process
     if main:
