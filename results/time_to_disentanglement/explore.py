@@ -5,6 +5,11 @@ importance matrix printed every --every steps. Quicker to vary than train_slots.
 come from train_slots.py runs (the study and bench commands in the README).
 
     python results/time_to_disentanglement/explore.py --lr 1e-3 --beta 4 --bf16 --out lr1e3b4.jsonl
+
+--fresh draws new pairs every step (rendering 128 frames costs ~6 ms here) instead of reusing the pool;
+--sampler dlib reproduces disentanglement_lib's simple_dynamics, which differs from the paper's text and from
+our generator: it changes one factor with probability 1/2 (else k), and draws the new value uniformly, so it
+may equal the old one; --beta-warmup N raises beta linearly from 1 over N steps.
 """
 import argparse, json, time, sys
 from pathlib import Path
@@ -32,20 +37,31 @@ p.add_argument("--b1", type=float, default=0.9)
 p.add_argument("--latent", type=int, default=10)
 p.add_argument("--bf16", action="store_true")
 p.add_argument("--decay", type=int, default=0)
+p.add_argument("--fresh", action="store_true", help="draw new pairs every step instead of from the pool")
+p.add_argument("--sampler", default="ours", choices=["ours", "dlib"],
+               help="dlib: disentanglement_lib's simple_dynamics (k=1 with prob 1/2, new value may equal the old)")
+p.add_argument("--beta-warmup", type=int, default=0, help="steps over which beta rises linearly from 1")
 a = p.parse_args()
 torch.set_num_threads(a.threads); torch.manual_seed(a.seed)
 gen = DSprites(64, a.k)
 rng = np.random.default_rng(a.seed + 100)
 sizes = np.array(list(FACTOR_SIZES.values()))
-f0 = rng.integers(0, sizes, size=(a.pool, 5))
-f1 = f0.copy()
-for i in range(a.pool):
-    k = rng.integers(1, 5) if a.k == "random" else int(a.k)
-    idx = rng.choice(5, size=k, replace=False)
-    for j in idx:
-        f1[i, j] = (f1[i, j] + rng.integers(1, sizes[j])) % sizes[j]
-x0 = torch.from_numpy(gen.render_batch(f0)).float()[:, None]
-x1 = torch.from_numpy(gen.render_batch(f1)).float()[:, None]
+def draw_pairs(n):
+    f0 = rng.integers(0, sizes, size=(n, 5))
+    f1 = f0.copy()
+    for i in range(n):
+        k = rng.integers(1, 5) if a.k == "random" else int(a.k)
+        if a.sampler == "dlib":
+            k = rng.choice([1, k])
+            for j in rng.choice(5, size=k, replace=False):
+                f1[i, j] = rng.integers(0, sizes[j])
+            continue
+        for j in rng.choice(5, size=k, replace=False):
+            f1[i, j] = (f1[i, j] + rng.integers(1, sizes[j])) % sizes[j]
+    return (torch.from_numpy(gen.render_batch(f0)).float()[:, None],
+            torch.from_numpy(gen.render_batch(f1)).float()[:, None])
+if not a.fresh:
+    x0, x1 = draw_pairs(a.pool)
 model = GaussianEncoderVAE(1, a.latent).to(memory_format=torch.channels_last)
 opt = torch.optim.Adam(model.parameters(), lr=a.lr, betas=(a.b1, 0.999), eps=a.eps)
 cfg = MethodConfig(method=a.method, beta=a.beta, latent_dim=a.latent)
@@ -56,8 +72,14 @@ def represent(obs):
 log = open(a.out, "w"); train_t = 0.0; g = torch.Generator().manual_seed(a.seed)
 for step in range(1, a.steps + 1):
     t = time.perf_counter()
-    ix = torch.randint(0, a.pool, (a.bs,), generator=g)
-    b0 = x0[ix].contiguous(memory_format=torch.channels_last); b1 = x1[ix].contiguous(memory_format=torch.channels_last)
+    if a.fresh:
+        b0, b1 = draw_pairs(a.bs)
+    else:
+        ix = torch.randint(0, a.pool, (a.bs,), generator=g)
+        b0, b1 = x0[ix], x1[ix]
+    b0 = b0.contiguous(memory_format=torch.channels_last); b1 = b1.contiguous(memory_format=torch.channels_last)
+    if a.beta_warmup:
+        cfg.beta = 1.0 + (a.beta - 1.0) * min(1.0, step / a.beta_warmup)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
         loss, logs = vae_loss(model, None, cfg, b0, b1, step=step)
     opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
