@@ -1,16 +1,18 @@
 """Seeded frame-pair datasets for object-centric learning with weak supervision.
 
-Generators (``multi_dsprites``, ``tetrominoes``, ``dsprites``) make pairs of frames that
-differ in a few recorded (object, factor) entries; ``shards`` writes them into WebDataset
-tar shards with a cached, hash-named dataset directory; ``loader`` streams deterministic
-batches (``PairBatch``) from them; ``check_shards`` decodes shards once so damage fails at
-start-up. ``ground_truth`` serves dSprites factors and images to the metrics.
+Generators (``multi_dsprites``, ``tetrominoes``, ``dsprites``, and ``glyphs``: rotated
+asymmetric glyphs for orientation search) make pairs of frames that differ in a few recorded
+(object, factor) entries; ``shards`` writes them into WebDataset tar shards with a cached,
+hash-named dataset directory; ``loader`` streams deterministic batches (``PairBatch``) from
+them; ``check_shards`` decodes shards once so damage fails at start-up. ``ground_truth``
+serves dSprites factors and images to the metrics.
 """
 
 from data.batch import PairBatch
 from data.codec import SAMPLE_KEYS, decode_sample, encode_pair
 from data.dsprites import DSprites
 from data.errors import DataError
+from data.glyphs import Glyphs
 from data.ground_truth import DSpritesSource, NpzDSpritesSource
 from data.integrity import check_shards
 from data.loader import TrainBatches, collate_pairs, eval_batches, train_batches
@@ -32,6 +34,7 @@ __all__ = [
     "DataError",
     "DatasetInfo",
     "FramePair",
+    "Glyphs",
     "MultiDSprites",
     "NpzDSpritesSource",
     "PairBatch",

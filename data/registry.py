@@ -7,12 +7,14 @@ from typing import Any
 
 from data.dsprites import DSprites
 from data.errors import DataError
+from data.glyphs import Glyphs
 from data.pairs import SceneGenerator
 from data.sprites import MultiDSprites
 from data.tetrominoes import Tetrominoes
 
 GENERATORS: dict[str, type[SceneGenerator]] = {
     DSprites.name: DSprites,
+    Glyphs.name: Glyphs,
     MultiDSprites.name: MultiDSprites,
     Tetrominoes.name: Tetrominoes,
 }

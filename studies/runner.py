@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Config sections a task does not read may differ between a finished run and the settings asked for now.
 IGNORED_SECTIONS = {"discovery": ("set_prediction.", "vae.", "weak_slots.", "dinosaur.", "backbone."),
                     "vae": ("model.", "set_prediction.", "weak_slots.", "dinosaur.", "backbone."),
-                    "weak_slots": ("set_prediction.", "vae.", "dinosaur.", "backbone.")}
+                    "weak_slots": ("set_prediction.", "vae.", "dinosaur.", "backbone."),
+                    "orientation": ("model.", "set_prediction.", "vae.", "weak_slots.", "dinosaur.", "backbone.")}
 
 
 @dataclass(frozen=True)

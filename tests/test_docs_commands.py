@@ -323,6 +323,8 @@ def smoke_sizes() -> dict[str, list[str]]:
         "dinosaur": ["data.resolution=16", "backbone.name=test_vit.r160_in1k", "backbone.image_size=64",
                      "model.num_slots=4", "model.slot_dim=16", "model.mlp_hidden_dim=32", "model.encoder_channels=16",
                      "dinosaur.decoder_hidden_dim=32", "dinosaur.decoder_layers=2"],
+        "orientation": ["orientation.voxel_size=16", "orientation.width=8", "orientation.eval_objects=8",
+                        "orientation.consistency_objects=2"],
     }
 
 
@@ -444,7 +446,7 @@ class Runs:
     for each command (commands write into the run they read)."""
 
     PRESETS = {"discovery": "smoke", "weak_slots": "weak_slots", "vae": "dsprites_vae",
-               "set_prediction": "set_prediction"}
+               "set_prediction": "set_prediction", "orientation": "voxel_orientation"}
 
     def __init__(self, ws: Workspace):
         self.ws = ws
@@ -571,6 +573,22 @@ def smoke_convert_mod(ws: Workspace, command: DocCommand) -> Invocation:
                       expect=[ws.root / option(args, "--out") / "manifest.json"])
 
 
+def smoke_convert_modelnet(ws: Workspace, command: DocCommand) -> Invocation:
+    """The converter on a ModelNet10-shaped tree of hand-written boxes (the voxel tests' fixture), one mesh
+    per class and split named by the command."""
+    from test_voxels import _box, _off
+
+    root = ws.root / option(command.args, "--root")
+    classes = (option(command.args, "--classes") or "chair").split(",")
+    for index, name in enumerate(classes):
+        for split in ("train", "test"):
+            (root / name / split).mkdir(parents=True, exist_ok=True)
+            (root / name / split / f"{name}_0001.off").write_text(_off(*_box((2.0, 1.0 + index, 1.0))))
+    args = replace_option(list(command.args), "--size", "16")
+    return Invocation([sys.executable, "-m", command.program, *args, "--no-progress"],
+                      expect=[ws.root / option(args, "--out") / "manifest.json"])
+
+
 def smoke_study(ws: Workspace, command: DocCommand) -> Invocation:
     """A study summarises what has finished (`--finished-only`: no training) into a scratch copy of its
     folder, so the repository's results are never written."""
@@ -628,9 +646,14 @@ SMOKE: dict[str, Callable[[Workspace, DocCommand], Invocation | Skip]] = {
     "eval.disentangle": smoke_eval("vae"),
     "eval.per_object": smoke_per_object,
     "eval.few_labels": smoke_few_labels,
+    "eval.orientation": smoke_eval("orientation", "metrics.json"),
     "data.make_shards": smoke_make_shards,
     "data.convert_dsprites": smoke_convert_dsprites,
     "data.convert_mod": smoke_convert_mod,
+    "data.convert_modelnet": smoke_convert_modelnet,
+    "studies.orientation": smoke_study,
+    "bench.orientation_search": smoke_bench("--steps", "1", "--rounds", "1", "--size", "16", "--resolution", "16",
+                                            "--width", "8", "--batch", "2", "--threads", "1"),
     "studies.weak_slots": smoke_study,
     "studies.weak_vae": smoke_study,
     "studies.discovery_ablation": smoke_study,

@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Lowest first. A package may import itself and the packages of lower layers, never a package of its own
 #: layer or of a higher one.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("metrics",),  # pure functions of arrays: nothing else of the project
+    # pure functions of arrays and tensors, nothing else of the project: the metrics, and the finite
+    # orientation groups with the search over them
+    ("metrics", "orientation"),
     ("data",),
     ("slots",),
     ("weak_supervision",),

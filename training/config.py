@@ -16,6 +16,7 @@ import yaml
 from training.errors import ConfigError
 from training.options import TASK_OPTIONS
 from training.options.dinosaur import DinosaurConfig
+from training.options.orientation import OrientationConfig
 from training.options.set_prediction import SetPredictionConfig
 from training.options.vae import VAEConfig
 from training.options.weak_slots import WeakSlotsConfig
@@ -129,6 +130,7 @@ class RunConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     dinosaur: DinosaurConfig = field(default_factory=DinosaurConfig)
     weak_slots: WeakSlotsConfig = field(default_factory=WeakSlotsConfig)
+    orientation: OrientationConfig = field(default_factory=OrientationConfig)
 
 
 def _field_type(cls: type, name: str) -> Any:

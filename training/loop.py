@@ -20,8 +20,7 @@ from accelerate.utils import broadcast_object_list, parse_flag_from_env, set_see
 from torch import nn
 from tqdm.auto import tqdm
 
-from data import PairBatch, check_shards, train_batches
-from training.build import dataset_urls
+from data import PairBatch
 from training.checkpoint import (NonFiniteWeightsError, ResumePoint, TrainerState, choose_resume_checkpoint,
                                  list_checkpoints, load_checkpoint, save_checkpoint)
 from training.config import (DEFAULT_PRESET, ConfigError, RunConfig, build_config, load_yaml, parse_override,
@@ -137,23 +136,6 @@ def decide_run_dir(state: PartialState, config: RunConfig, preset: str | None, r
         raise ConfigError(f"run directory {run_dir} already has checkpoints: pass --resume {run_dir} or another name=")
     config.name = name[0]
     return run_dir
-
-
-def batch_stream(urls: list[str], config: RunConfig, accelerator: Accelerator, start_step: int) -> Iterator[PairBatch]:
-    """Endless training batches; epoch e is a pure function of (seed, e, rank), so resuming at any step
-    replays exactly the batches an uninterrupted run would have seen. Ranks draw disjoint shards."""
-    per_epoch = config.train.batches_per_epoch
-    epoch, skip = divmod(start_step, per_epoch)
-    while True:
-        batches = train_batches(
-            urls, config.train.batch_size, seed=config.train.seed, epoch=epoch,
-            batches_per_epoch=per_epoch, shuffle_buffer=config.data.shuffle_buffer,
-            num_workers=config.data.num_workers, resolution=config.data.resolution,
-        )
-        for index, batch in enumerate(batches):
-            if index >= skip:
-                yield batch
-        epoch, skip = epoch + 1, 0
 
 
 def mean_over_processes(accelerator: Accelerator, values: dict[str, torch.Tensor | float]) -> dict[str, float]:
@@ -322,8 +304,7 @@ def train_locked(config: RunConfig, task: Task, run_dir: Path, changes: list[str
     set_seed(config.train.seed)
 
     with accelerator.main_process_first():
-        train_urls, eval_urls, dataset = dataset_urls(config, progress=main)
-        check_shards(eval_urls, resolution=config.data.resolution)  # a damaged eval split fails now, not at the end
+        train_urls, eval_urls, dataset = task.datasets(progress=main)  # a damaged eval split fails now
     data_seconds = time.time() - start_time
 
     model = task.build_model()
@@ -367,7 +348,7 @@ def train_steps(config: RunConfig, task: Task, accelerator: Accelerator, trainin
     if main:
         for path in (log_path, eval_log_path):
             truncate_jsonl(path, resumed.step)
-    stream = batch_stream(train_urls, config, accelerator, resumed.step)
+    stream = task.train_batches(train_urls, resumed.step)
     progress = tqdm(total=train.max_steps, initial=resumed.step, desc="training", disable=not main, dynamic_ncols=True)
     train_start = time.time()
     step, skipped = resumed.step, resumed.nonfinite_steps

@@ -26,15 +26,28 @@ from weak_supervision.losses import (
 )
 from weak_supervision.methods import METHODS, MethodConfig, MethodInfo, method_info, vae_loss
 from weak_supervision.model import ConvEncoder, DeconvDecoder, FactorDiscriminator, GaussianEncoderVAE
+from weak_supervision.orientation_vae import (
+    GlyphVAE,
+    OrientationSearch,
+    VoxelVAE,
+    orientation_vae_loss,
+    per_sample_loss,
+    recover_orientation,
+    scoring_loss,
+    search_orientation,
+)
 
 __all__ = [
     "ConvEncoder",
     "DeconvDecoder",
     "FactorDiscriminator",
     "GaussianEncoderVAE",
+    "GlyphVAE",
     "METHODS",
     "MethodConfig",
     "MethodInfo",
+    "OrientationSearch",
+    "VoxelVAE",
     "adaptive_share_mask",
     "aggregate_pair",
     "annealed_capacity",
@@ -54,8 +67,13 @@ __all__ = [
     "kl_per_dim",
     "label_share_mask",
     "method_info",
+    "orientation_vae_loss",
+    "per_sample_loss",
     "permute_dims",
     "product_posterior",
+    "recover_orientation",
+    "scoring_loss",
+    "search_orientation",
     "total_correlation",
     "vae_loss",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from training.options import dinosaur, discovery, set_prediction, vae, weak_slots
+from training.options import dinosaur, discovery, orientation, set_prediction, vae, weak_slots
 
 #: task name -> its options module, in the order of the task registry (training/tasks)
 TASK_OPTIONS: dict[str, ModuleType] = {
@@ -17,6 +17,7 @@ TASK_OPTIONS: dict[str, ModuleType] = {
     "set_prediction": set_prediction,
     "vae": vae,
     "weak_slots": weak_slots,
+    "orientation": orientation,
 }
 
 __all__ = ["TASK_OPTIONS"]

@@ -17,6 +17,7 @@ TASKS: dict[str, str] = {
     "set_prediction": "training.tasks.set_prediction:SetPredictionTask",
     "vae": "training.tasks.vae:VAETask",
     "weak_slots": "training.tasks.weak_slots:WeakSlotsTask",
+    "orientation": "training.tasks.orientation:OrientationTask",
 }
 
 

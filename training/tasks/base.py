@@ -4,13 +4,15 @@ is evaluated, so a new kind of model costs one small module instead of a second 
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Iterable
 
 import torch
 from torch import nn
 
-from data import PairBatch
+from data import PairBatch, check_shards, train_batches
+from training.build import dataset_urls
 from training.config import RunConfig
 
 
@@ -21,6 +23,31 @@ class Task(abc.ABC):
 
     def __init__(self, config: RunConfig):
         self.config = config
+
+    def datasets(self, progress: bool = True) -> tuple[list[str], list[str], dict]:
+        """(train URLs, eval URLs, description of the data) of the run, made or found in the cache, with the
+        eval split decoded once so that damage fails at start-up rather than at the report. Frame-pair
+        shards unless the task reads another format."""
+        train_urls, eval_urls, description = dataset_urls(self.config, progress=progress)
+        check_shards(eval_urls, resolution=self.config.data.resolution)
+        return train_urls, eval_urls, description
+
+    def train_batches(self, urls: list[str], start_step: int) -> Iterator[Any]:
+        """Endless training batches (anything with `.to(device)`); epoch e is a pure function of (seed, e,
+        rank), so resuming at any step replays exactly the batches an uninterrupted run would have seen.
+        Ranks draw disjoint shards."""
+        train = self.config.train
+        epoch, skip = divmod(start_step, train.batches_per_epoch)
+        while True:
+            batches = train_batches(
+                urls, train.batch_size, seed=train.seed, epoch=epoch, batches_per_epoch=train.batches_per_epoch,
+                shuffle_buffer=self.config.data.shuffle_buffer, num_workers=self.config.data.num_workers,
+                resolution=self.config.data.resolution,
+            )
+            for index, batch in enumerate(batches):
+                if index >= skip:
+                    yield batch
+            epoch, skip = epoch + 1, 0
 
     @abc.abstractmethod
     def build_model(self) -> nn.Module:
