@@ -14,7 +14,7 @@ from data.dsprites import DSprites
 from data.errors import DataError
 from data.glyphs import Glyphs
 from data.ground_truth import DSpritesSource, NpzDSpritesSource
-from data.integrity import check_shards
+from data.integrity import check_shards, is_unlabelled
 from data.loader import TrainBatches, collate_pairs, eval_batches, train_batches
 from data.pairs import SceneGenerator
 from data.registry import GENERATORS, make_generator
@@ -46,6 +46,7 @@ __all__ = [
     "decode_sample",
     "encode_pair",
     "ensure_dataset",
+    "is_unlabelled",
     "eval_batches",
     "load_dataset",
     "make_generator",

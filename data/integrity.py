@@ -82,3 +82,11 @@ def check_shards(urls: ShardSpec, resolution: int | None = None) -> int:
         decode_sample(sample, resolution)
         count += 1
     return count
+
+
+def is_unlabelled(urls: ShardSpec) -> bool:
+    """Whether the shards hold a user's images without objects or factors (`data.from_images` marks every
+    pair's factors.json with "unlabelled": true); read from the first sample only."""
+    for sample in group_samples(expand_shards(resolve_shards(urls))):
+        return bool(decode_sample(sample, None)["factors"].get("unlabelled", False))
+    return False

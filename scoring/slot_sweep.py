@@ -14,10 +14,20 @@ from viz.plots import plot_slot_sweep
 COLUMNS = ("num_slots", "num_iterations", "fg_ari", "ari", "mbo", "miou")
 #: reported too by a model that merges duplicate slots: FG-ARI of its masks before merging
 UNMERGED = "fg_ari_unmerged"
+#: reported too by a model that reconstructs pixels (the only score on images without masks)
+RECONSTRUCTION = "mse"
 
 
 def columns(rows: list[dict]) -> tuple[str, ...]:
-    return COLUMNS + ((UNMERGED,) if rows and UNMERGED in rows[0] else ())
+    """The columns the rows have: segmentation scores only on a labelled eval set."""
+    present = rows[0] if rows else {}
+    return tuple(c for c in COLUMNS + (UNMERGED, RECONSTRUCTION) if c in present)
+
+
+def headline(row: dict) -> str:
+    """The row's main score for a progress line: FG-ARI, else the reconstruction error."""
+    key = "fg_ari" if "fg_ari" in row else RECONSTRUCTION
+    return f"{key}={row[key]:.4f}" if key in row else ""
 
 
 def sweep(
@@ -35,7 +45,7 @@ def sweep(
             metrics = evaluate_discovery(model, eval_set, num_slots, iterations, seed=seed)
             rows.append(metrics)
             if progress:
-                print(f"  slots={num_slots} iterations={iterations} fg_ari={metrics['fg_ari']:.3f}", file=sys.stderr)
+                print(f"  slots={num_slots} iterations={iterations} {headline(metrics)}", file=sys.stderr)
     return rows
 
 

@@ -14,7 +14,7 @@ from torch import nn
 from slots.attention import SlotAttention
 from slots.decoder import SpatialBroadcastDecoder
 from slots.duplicates import MergeDuplicates
-from slots.encoder import CNNEncoder, ColourValues
+from slots.encoder import CNNEncoder, ColourValues, auto_strides
 from slots.frames import AttentionFrames, InvariantSlotAttention
 from slots.init import GaussianSlotInit
 from slots.mask_prior import AttentionMaskPrior
@@ -60,7 +60,7 @@ def autoencoder_parts(
     encoder_channels: int = 32,
     encoder_layers: int = 4,
     encoder_kernel: int = 5,
-    encoder_strides: tuple[int, ...] | list[int] | None = None,
+    encoder_strides: tuple[int, ...] | list[int] | str | None = None,
     decoder_channels: int = 32,
     decoder_layers: int = 3,
     decoder_kernel: int = 5,
@@ -85,6 +85,10 @@ def autoencoder_parts(
     invariant = choice("invariant_attention", invariant_attention, INVARIANT_ATTENTION)
     prior = choice("mask_prior", mask_prior, MASK_PRIORS)
     if encoder is None:
+        if encoder_strides == "auto":  # the grid follows the image size (slots.encoder.auto_strides)
+            encoder_strides = auto_strides(max(resolution), encoder_layers)
+        elif isinstance(encoder_strides, str):
+            raise ModelOptionError(f"encoder_strides must be 'auto', a list of strides or null, got {encoder_strides!r}")
         encoder = CNNEncoder(encoder_channels, encoder_layers, encoder_kernel, strides=encoder_strides)
     slot_init = GaussianSlotInit(slot_dim, num_slots)
     slot_attention = (

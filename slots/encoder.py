@@ -27,6 +27,22 @@ class SoftPositionEmbed(nn.Module):
         return rearrange(self.proj(coordinate_grid(height, width, device)), "h w c -> (h w) c")
 
 
+#: `encoder_strides: auto` halves the feature grid in the first layers while it is this wide or wider
+AUTO_STRIDE_FROM = 64
+
+
+def auto_strides(resolution: int, num_layers: int) -> tuple[int, ...]:
+    """Strides that keep Slot Attention's feature grid between 32 and 63 wide: stride 2 in the first layers
+    while the grid would be >= 64 (64x64 images: 2, 1, 1, 1; 128x128: 2, 2, 1, 1), all 1 up to 63x63. Above
+    that the encoder's cost and the attention's N grow with the pixel count, not the object count."""
+    strides, size = [], resolution
+    for _ in range(num_layers):
+        halve = size >= AUTO_STRIDE_FROM
+        strides.append(2 if halve else 1)
+        size = (size + 1) // 2 if halve else size
+    return tuple(strides)
+
+
 class CNNEncoder(nn.Module):
     """Stride-1 convolutions keep one feature per pixel; then position embedding, LayerNorm and MLP.
 

@@ -391,7 +391,8 @@ def launch(ws: Workspace, command: DocCommand, args: list[str]) -> tuple[list[st
 # --- inputs the doc commands read: made by the doc commands that write them, or by the tests' fixtures ------
 
 def producers_of(directory: str) -> list[DocCommand]:
-    out_options = {"data.make_shards": "--out-dir", "data.convert_dsprites": "--out", "data.convert_mod": "--out"}
+    out_options = {"data.make_shards": "--out-dir", "data.convert_dsprites": "--out", "data.convert_mod": "--out",
+                   "data.from_images": "--out"}
     return [c for c in COMMANDS if c.program in out_options and option(c.args, out_options[c.program]) == directory]
 
 
@@ -589,6 +590,46 @@ def smoke_convert_modelnet(ws: Workspace, command: DocCommand) -> Invocation:
                       expect=[ws.root / option(args, "--out") / "manifest.json"])
 
 
+def ensure_frames(ws: Workspace, images: str) -> None:
+    """A user's folder of frames named by a doc command: the moving squares of the own-images tests."""
+    from test_own_images import moving_squares
+
+    folder = ws.root / images.rstrip("/")
+    ws.once(f"frames {folder}", lambda: folder.exists() or moving_squares(folder))
+
+
+def ensure_video(ws: Workspace, name: str) -> None:
+    """A user's video named by a doc command: the from_images tests' lossless clip of a moving square."""
+    from test_from_images import moving_square, write_video
+
+    path = ws.root / name
+
+    def write() -> None:
+        if not path.exists():  # FFmpeg reads the container from the bytes, whatever the suffix
+            write_video(path.with_suffix(""), moving_square()).rename(path)
+
+    ws.once(f"video {path}", write)
+
+
+def smoke_from_images(ws: Workspace, command: DocCommand) -> Invocation:
+    images, video = option(command.args, "--images"), option(command.args, "--video")
+    if images is not None:
+        ensure_frames(ws, images)
+    if video is not None:
+        ensure_video(ws, video)
+    return Invocation([sys.executable, "-m", command.program, *command.args, "--no-progress"],
+                      expect=[ws.root / option(command.args, "--out") / "manifest.json"])
+
+
+def smoke_segment(ws: Workspace, command: DocCommand) -> Invocation:
+    args = run_placeholder(ws, command, "discovery")
+    ensure_frames(ws, option(args, "--images"))
+    out = ws.root / "segments" / ws.slug(command)
+    args = replace_option(args, "--out", str(out))
+    return Invocation([sys.executable, "-m", command.program, *args, "--no-progress"],
+                      expect=[out / "segments.jsonl"])
+
+
 def smoke_study(ws: Workspace, command: DocCommand) -> Invocation:
     """A study summarises what has finished (`--finished-only`: no training) into a scratch copy of its
     folder, so the repository's results are never written."""
@@ -651,6 +692,9 @@ SMOKE: dict[str, Callable[[Workspace, DocCommand], Invocation | Skip]] = {
     "data.convert_dsprites": smoke_convert_dsprites,
     "data.convert_mod": smoke_convert_mod,
     "data.convert_modelnet": smoke_convert_modelnet,
+    "data.from_images": smoke_from_images,
+    "eval.segment": smoke_segment,
+    "bench.image_sizes": smoke_bench("--resolutions", "16", "32", "--steps", "1", "--images", "2"),
     "studies.orientation": smoke_study,
     "bench.orientation_search": smoke_bench("--steps", "1", "--rounds", "1", "--size", "16", "--resolution", "16",
                                             "--width", "8", "--batch", "2", "--threads", "1"),

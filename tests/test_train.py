@@ -87,7 +87,7 @@ def test_slot_sweep_command_reevaluates_a_saved_run(tmp_path, capsys):
     assert slot_sweep.main(["--run", str(tmp_path / "runs" / "sweep"), "--num-slots", "1", "3", "5",
                             "--iterations", "1", "2", "--out", str(out)]) == 0
     lines = (out / "slot_sweep.csv").read_text().splitlines()
-    assert lines[0] == "num_slots,num_iterations,fg_ari,ari,mbo,miou"
+    assert lines[0] == "num_slots,num_iterations,fg_ari,ari,mbo,miou,mse"
     assert [tuple(line.split(",")[:2]) for line in lines[1:]] == [
         ("1", "1"), ("3", "1"), ("5", "1"), ("1", "2"), ("3", "2"), ("5", "2")]
     assert (out / "slot_sweep.png").stat().st_size > 0
@@ -195,7 +195,7 @@ def test_default_run_configuration_is_pinned():
     }
     assert config["model"] == {
         "num_slots": 7, "num_iterations": 3, "slot_dim": 64, "mlp_hidden_dim": 128, "encoder_channels": 32,
-        "encoder_layers": 4, "encoder_kernel": 5, "encoder_strides": None, "decoder_channels": 32,
+        "encoder_layers": 4, "encoder_kernel": 5, "encoder_strides": "auto", "decoder_channels": 32,
         "decoder_layers": 1, "decoder_kernel": 5, "broadcast_size": None, "implicit_grad": True,
         "slot_frames": "translation_scale", "frame_scale_factor": 1.0, "invariant_attention": "quadratic_translation",
         "colour_values": True, "mask_prior": "attention", "merge_duplicates": 0.5,

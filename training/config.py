@@ -49,7 +49,9 @@ class ModelConfig:
     encoder_channels: int = 32
     encoder_layers: int = 4
     encoder_kernel: int = 5
-    encoder_strides: list | None = None  # one stride per encoder layer; None: all 1 (a feature per pixel)
+    # one stride per encoder layer; null: all 1 (a feature per pixel); auto: all 1 up to 63x63 images, stride 2
+    # in the first layers above (64x64: [2, 1, 1, 1], 128x128: [2, 2, 1, 1]), so the feature grid stays 32-63 wide
+    encoder_strides: list | str | None = "auto"
     decoder_channels: int = 32
     decoder_layers: int = 3
     decoder_kernel: int = 5
@@ -386,7 +388,10 @@ def validate_model_numbers(config: RunConfig) -> None:
     _at_least("data", config.data, ("resolution", "num_train", "num_eval", "pairs_per_shard"), 1)
     _at_least("data", config.data, ("shuffle_buffer", "num_workers"), 0)
     strides = model.encoder_strides
-    if strides is None:
+    if isinstance(strides, str) and strides != "auto":
+        raise ConfigError(f"model.encoder_strides must be 'auto', a list with one stride per encoder layer or "
+                          f"null, got {strides!r}")
+    if strides is None or strides == "auto":
         return
     if len(strides) != model.encoder_layers or not all(isinstance(s, int) and s >= 1 for s in strides):
         raise ConfigError(f"model.encoder_strides needs one integer >= 1 per encoder layer "
@@ -433,7 +438,7 @@ def validate_model_options(config: RunConfig) -> None:
     threshold = config.model.merge_duplicates
     if threshold is not None and not 0 < threshold < 1:
         raise ConfigError(f"model.merge_duplicates must be a cosine threshold in (0, 1) or null, got {threshold}")
-    if config.model.encoder_strides is not None and config.backbone.name is not None:
+    if isinstance(config.model.encoder_strides, list) and config.backbone.name is not None:
         raise ConfigError("model.encoder_strides applies to the CNN encoder, not to a timm backbone (backbone.name)")
 
 

@@ -11,15 +11,18 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from data import PairBatch, check_shards, train_batches
+from data import PairBatch, check_shards, is_unlabelled, train_batches
 from training.build import dataset_urls
-from training.config import RunConfig
+from training.config import ConfigError, RunConfig
 
 
 class Task(abc.ABC):
     """One kind of run, e.g. object discovery or set prediction; built from the run's config."""
 
     name: str
+    #: whether the task reads each object's factors (targets, disentanglement scores): it refuses imported
+    #: images without labels at start-up rather than failing at the first batch
+    needs_object_factors: bool = False
 
     def __init__(self, config: RunConfig):
         self.config = config
@@ -30,6 +33,10 @@ class Task(abc.ABC):
         shards unless the task reads another format."""
         train_urls, eval_urls, description = dataset_urls(self.config, progress=progress)
         check_shards(eval_urls, resolution=self.config.data.resolution)
+        if self.needs_object_factors and is_unlabelled(eval_urls):
+            raise ConfigError(f"task {self.name} needs each object's factors, but the eval shards hold images "
+                              "without labels (data.from_images): train object discovery on them (task discovery, "
+                              "e.g. the default preset)")
         return train_urls, eval_urls, description
 
     def train_batches(self, urls: list[str], start_step: int) -> Iterator[Any]:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from data import PairBatch, eval_batches
-from scoring.discovery import evaluate_discovery, load_eval_set
+from scoring.discovery import evaluate_discovery, is_labelled, load_eval_set
 from scoring.slot_sweep import format_table, sweep, write_sweep
 from viz.slot_grid import save_slot_grid
 from slots import SlotAutoencoderOutput
@@ -53,12 +53,14 @@ class DiscoveryTask(Task):
     def quick_eval(self, model: nn.Module) -> dict[str, float]:
         metrics = evaluate_discovery(model, self.quick_set, self.config.model.num_slots,
                                      self.config.model.num_iterations, seed=self.config.eval.seed)
-        return {key: metrics[key] for key in ("fg_ari", "ari", "fg_ari_unmerged") if key in metrics}
+        return {key: metrics[key] for key in ("fg_ari", "ari", "fg_ari_unmerged", "mse") if key in metrics}
 
     def report(self, model: nn.Module, run_dir: Path, eval_urls: list[str], summary: dict) -> dict:
-        """Whole eval split: metrics.json, the slot sweep (CSV + plot) and the slot picture."""
+        """Whole eval split: metrics.json, the slot sweep (CSV + plot) and the slot picture. Eval images
+        without masks (a user's imported images) get the reconstruction error and the pictures only."""
         config = self.config
         eval_set = load_eval_set(eval_batches(eval_urls, config.eval.batch_size, config.data.resolution))
+        labelled = is_labelled(eval_set)
         num_slots, iterations = config.model.num_slots, config.model.num_iterations
         slot_counts = sorted(set(config.eval.sweep_slots) | {num_slots})
         iteration_counts = sorted(set(config.eval.sweep_iterations) | {iterations})
@@ -72,11 +74,12 @@ class DiscoveryTask(Task):
         with torch.no_grad():
             generator = torch.Generator(device=device).manual_seed(config.eval.seed)
             output = self.slot_picture_output(model, images.to(device), generator)
-        save_slot_grid(images, output, run_dir / "slots.png", true_masks=masks)
+        save_slot_grid(images, output, run_dir / "slots.png", true_masks=masks if labelled else None)
 
         metrics = {
-            **{key: main[key] for key in ("fg_ari", "ari", "mbo", "miou", "fg_ari_unmerged") if key in main},
-            "fg_ari_undefined_images": main["fg_ari_undefined"],
+            **{key: main[key] for key in ("fg_ari", "ari", "mbo", "miou", "fg_ari_unmerged", "mse") if key in main},
+            **({"fg_ari_undefined_images": main["fg_ari_undefined"]} if labelled else {}),
+            "labelled": labelled,
             "eval_images": main["images"],
             "num_slots": num_slots,
             "num_iterations": iterations,
@@ -84,14 +87,21 @@ class DiscoveryTask(Task):
             "total_seconds": time.time() - summary["start_time"],
             "seed": config.train.seed,
             "slot_sweep": [{k: row[k] for k in ("num_slots", "num_iterations", "fg_ari", "ari", "mbo",
-                                                "fg_ari_unmerged") if k in row} for row in rows],
+                                                "fg_ari_unmerged", "mse") if k in row} for row in rows],
         }
         metrics.pop("start_time")
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         print(f"\nslot sweep ({main['images']} eval images):\n{format_table(rows)}")
-        unmerged = (f" ({metrics['fg_ari_unmerged']:.3f} before merging duplicate slots)"
-                    if "fg_ari_unmerged" in metrics else "")
-        print(f"\nFG-ARI {metrics['fg_ari']:.3f}{unmerged}  ARI {metrics['ari']:.3f}  mBO {metrics['mbo']:.3f}  "
-              f"after {summary['steps']} steps, {metrics['total_seconds'] / 60:.1f} min in all")
+        print(f"\n{result_line(metrics)}  after {summary['steps']} steps, {metrics['total_seconds'] / 60:.1f} min in all")
         print(f"run directory: {run_dir}")
         return metrics
+
+
+def result_line(metrics: dict) -> str:
+    """The headline scores; on images without masks the reconstruction error and where to look instead."""
+    if not metrics["labelled"]:
+        error = f"reconstruction MSE {metrics['mse']:.4f} " if "mse" in metrics else ""
+        return f"{error}(the eval images have no masks, so there is no segmentation score: see slots.png)"
+    unmerged = (f" ({metrics['fg_ari_unmerged']:.3f} before merging duplicate slots)"
+                if "fg_ari_unmerged" in metrics else "")
+    return f"FG-ARI {metrics['fg_ari']:.3f}{unmerged}  ARI {metrics['ari']:.3f}  mBO {metrics['mbo']:.3f}"

@@ -40,6 +40,7 @@ def property_layout(config: RunConfig) -> tuple[PropertyLayout, int]:
 
 class SetPredictionTask(Task):
     name = "set_prediction"
+    needs_object_factors = True
 
     def __init__(self, config: RunConfig):
         super().__init__(config)

@@ -50,6 +50,7 @@ def changed_labels(factor_records: list[dict]) -> torch.Tensor:
 
 class VAETask(Task):
     name = "vae"
+    needs_object_factors = True
 
     def __init__(self, config):
         super().__init__(config)

@@ -39,6 +39,7 @@ def build_slot_vae(config: RunConfig) -> SlotVAE:
 
 class WeakSlotsTask(DiscoveryTask):
     name = "weak_slots"
+    needs_object_factors = True
 
     def __init__(self, config: RunConfig):
         super().__init__(config)
