@@ -62,6 +62,10 @@ class SceneGenerator(abc.ABC):
 
     name: ClassVar[str]
     version: ClassVar[int]
+    #: True: the k changed entries of a pair are k factors of one object drawn uniformly (the per-object
+    #: pairs of the weak-supervision paper, applied to one object); False: k (object, factor) entries drawn
+    #: uniformly over every object
+    change_one_object: bool = False
 
     def __init__(self, changed_factors: ChangedFactors, min_objects: int):
         self.changed_factors = parse_changed_factors(changed_factors)
@@ -120,10 +124,16 @@ class SceneGenerator(abc.ABC):
     def change_objects(
         self, objects: list[ObjectFactors], k: int, rng: np.random.Generator
     ) -> tuple[list[ObjectFactors], list[list[Any]]]:
-        """Copy ``objects`` with ``k`` distinct (object, factor) entries set to new values."""
+        """Copy ``objects`` with ``k`` distinct (object, factor) entries set to new values (all of one object
+        with ``change_one_object``)."""
         names = self.changeable_factors
-        num_entries = len(objects) * len(names)
-        entries = np.sort(rng.choice(num_entries, size=min(k, num_entries), replace=False))
+        if self.change_one_object:
+            chosen = int(rng.integers(len(objects)))
+            factors = np.sort(rng.choice(len(names), size=min(k, len(names)), replace=False))
+            entries = chosen * len(names) + factors
+        else:
+            num_entries = len(objects) * len(names)
+            entries = np.sort(rng.choice(num_entries, size=min(k, num_entries), replace=False))
         changed_objects = [dict(obj) for obj in objects]
         changed: list[list[Any]] = []
         for entry in entries:

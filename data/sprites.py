@@ -26,7 +26,8 @@ ORIENTATIONS = np.linspace(0.0, 2 * np.pi, FACTOR_SIZES["orientation"], endpoint
 X_POSITIONS = np.linspace(0.15, 0.85, FACTOR_SIZES["x"])
 Y_POSITIONS = np.linspace(0.15, 0.85, FACTOR_SIZES["y"])
 COLOURS = hue_palette(FACTOR_SIZES["colour"])
-#: Radius of a scale-1 object as a fraction of the image side (12 px across at 32x32).
+#: Radius of a scale-1 object as a fraction of the image side (12 px across at 32x32); `radius_fraction` changes it
+#: (0.22 at 64x64: objects 14-28 px across, the per-object disentanglement scenes of preset weak_slots_64).
 RADIUS_FRACTION = 0.18
 
 
@@ -44,6 +45,8 @@ class MultiDSprites(SceneGenerator):
         changed_factors: ChangedFactors = 1,
         min_visible_fraction: float = 0.3,
         min_visible_pixels: int = 4,
+        radius_fraction: float = RADIUS_FRACTION,
+        change_one_object: bool = False,
     ):
         if not 1 <= min_objects <= max_objects <= 254:
             raise DataError(
@@ -53,12 +56,19 @@ class MultiDSprites(SceneGenerator):
             raise DataError(f"multi_dsprites: resolution must be at least 8 pixels, got {resolution}")
         if not 0.0 <= min_visible_fraction <= 1.0:
             raise DataError(f"multi_dsprites: min_visible_fraction must be in [0, 1], got {min_visible_fraction}")
+        if not 0.0 < radius_fraction <= 0.5:
+            raise DataError(f"multi_dsprites: radius_fraction must be in (0, 0.5], got {radius_fraction}")
         self._resolution = int(resolution)
+        self.radius_fraction = float(radius_fraction)
+        self.change_one_object = bool(change_one_object)
         self.min_objects = int(min_objects)
         self._max_objects = int(max_objects)
         self.min_visible_fraction = float(min_visible_fraction)
         self.min_visible_pixels = int(min_visible_pixels)
         super().__init__(changed_factors, self.min_objects)
+        if self.change_one_object and self.changed_factors != "random" and self.changed_factors > len(FACTOR_SIZES):
+            raise DataError(f"multi_dsprites: changed_factors={self.changed_factors} exceeds the {len(FACTOR_SIZES)} "
+                            "factors of the one object a pair changes (change_one_object)")
         # Pixel-centre coordinates, shared by every render.
         centres = np.arange(self._resolution, dtype=np.float64) + 0.5
         self._rows, self._cols = np.meshgrid(centres, centres, indexing="ij")
@@ -83,6 +93,9 @@ class MultiDSprites(SceneGenerator):
             "changed_factors": self.changed_factors,
             "min_visible_fraction": self.min_visible_fraction,
             "min_visible_pixels": self.min_visible_pixels,
+            # recorded only away from their defaults, so the hash of every earlier data set stays the same
+            **({"radius_fraction": self.radius_fraction} if self.radius_fraction != RADIUS_FRACTION else {}),
+            **({"change_one_object": True} if self.change_one_object else {}),
         }
 
     def sample_objects(self, rng: np.random.Generator) -> list[ObjectFactors]:
@@ -96,7 +109,7 @@ class MultiDSprites(SceneGenerator):
         factor = lambda name, table: np.array([table[o[name]] for o in objects])  # noqa: E731
         cx = factor("x", X_POSITIONS)[:, None, None] * res
         cy = factor("y", Y_POSITIONS)[:, None, None] * res
-        radius = factor("scale", SCALES)[:, None, None] * RADIUS_FRACTION * res
+        radius = factor("scale", SCALES)[:, None, None] * self.radius_fraction * res
         angle = factor("orientation", ORIENTATIONS)[:, None, None]
         shape_ids = np.array([o["shape"] for o in objects])
         return silhouettes(shape_ids, cx, cy, radius, angle, self._rows[None], self._cols[None])

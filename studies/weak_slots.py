@@ -8,6 +8,7 @@ Each run is scored by FG-ARI (both frames) and per-object disentanglement (slots
 mask IoU). Writes results.csv (one row per run), results.md (medians and the bar) and results.png.
 
     python -m studies.weak_slots --out results/weak_slots_study --seeds 0,1,2 [train.max_steps=1800 ...]
+    python -m studies.weak_slots --scenes objects64 --out results/weak_slots_64 --seeds 0,1,2
 
 Runs are resumable and shareable between processes (see `studies.runner`).
 """
@@ -25,12 +26,15 @@ from viz.plots import plt
 #: The block of the results document the study writes: between <!-- weak_slots_study:begin --> and <!-- weak_slots_study:end -->.
 README_BLOCK = "weak_slots_study"
 
-#: name -> (preset, overrides) of the three compared models: the default run's autoencoder and the slot VAEs
-#: built on the same model options (configs/weak_slots.yaml), at the same budget.
+#: scenes -> (the autoencoder's preset, the slot VAEs' preset): the default run's 32x32 scenes, or the
+#: per-object disentanglement scenes (64x64, 2-3 objects 14-28 px across; configs/discovery_64.yaml)
+SCENES = {"default": ("default", "weak_slots"), "objects64": ("discovery_64", "weak_slots_64")}
+#: name -> (which of the scenes' two presets, overrides) of the three compared models: the autoencoder and the
+#: slot VAEs built on the same model options, at the same budget and on the same data.
 MODELS = {
-    "autoencoder": ("default", ()),
-    "slot_vae": ("weak_slots", ("weak_slots.method=slot_vae",)),
-    "ada_gvae": ("weak_slots", ("weak_slots.method=ada_gvae",)),
+    "autoencoder": (0, ()),
+    "slot_vae": (1, ("weak_slots.method=slot_vae",)),
+    "ada_gvae": (1, ("weak_slots.method=ada_gvae",)),
 }
 SCORES = ("fg_ari", "object_dci_disentanglement", "object_dci_completeness", "object_mig", "object_sap",
           "object_modularity", "object_matched_fraction", "object_vector_dci_disentanglement")
@@ -40,8 +44,9 @@ DCI_MARGIN = 0.05
 FG_ARI_TOLERANCE = 0.03
 
 
-def planned_run(out: Path, model: str, seed: int, overrides: list[str]) -> PlannedRun:
-    preset, extra = MODELS[model]
+def planned_run(out: Path, model: str, seed: int, overrides: list[str], scenes: str = "default") -> PlannedRun:
+    which, extra = MODELS[model]
+    preset = SCENES[scenes][which]
     name = f"{model}-seed{seed}"
     # The discovery task does not score objects itself: score its slots once it has finished. Every model's
     # slot vectors are also scored without their frames (what the vector adds to position and scale).
@@ -132,10 +137,13 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = study_parser(__doc__, "results/weak_slots_study")
+    parser.add_argument("--scenes", choices=tuple(SCENES), default="default",
+                        help="default: the default run's 32x32 scenes (presets default, weak_slots); objects64: "
+                             "64x64 scenes of 2-3 large objects (presets discovery_64, weak_slots_64)")
     args = parser.parse_args(argv)
     doc = results_doc(args, README_BLOCK)
     start = time.time()
-    plan = [(model, seed, planned_run(args.out, model, seed, args.overrides))
+    plan = [(model, seed, planned_run(args.out, model, seed, args.overrides, args.scenes))
             for seed in args.seeds for model in MODELS]
     if not args.finished_only:
         for _, _, run in plan:

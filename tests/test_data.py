@@ -147,6 +147,56 @@ def test_sprite_size_scales_with_resolution() -> None:
     assert 3.5 < area_large / area_small < 4.5
 
 
+#: the per-object disentanglement scenes of presets discovery_64 / weak_slots_64
+OBJECT_SCENES = {"resolution": 64, "min_objects": 2, "max_objects": 3, "radius_fraction": 0.22,
+                 "min_visible_fraction": 0.5, "change_one_object": True}
+
+
+def test_object_scenes_have_large_objects_that_keep_half_their_silhouette() -> None:
+    generator = make_generator("multi_dsprites", **OBJECT_SCENES)
+    counts = set()
+    for index in range(30):
+        pair = generator.pair(3, index)
+        for objects, mask in ((pair.factors["objects0"], pair.mask0), (pair.factors["objects1"], pair.mask1)):
+            own_area = generator.object_masks([dict(o) for o in objects]).sum(axis=(1, 2))
+            visible = np.bincount(mask.ravel(), minlength=len(objects) + 1)[1:]
+            assert (visible >= 0.5 * own_area).all()
+        counts.add(pair.factors["num_objects"])
+    assert counts == {2, 3}
+    # an ellipse (2:1) at scale index 0 / 5 spans 0.5 / 1.0 x 2 x 0.22 x 64 = 14 / 28 px along its long axis
+    for scale, extent in ((0, 14), (5, 28)):
+        ellipse = [{"shape": 1, "colour": 0, "scale": scale, "orientation": 0, "x": 16, "y": 16}]
+        columns = np.flatnonzero(generator.object_masks(ellipse)[0].any(axis=0))
+        assert abs(len(columns) - extent) <= 1, (scale, len(columns))
+
+
+@pytest.mark.parametrize("changed, allowed", [(1, {1}), (3, {3}), ("random", {1, 2, 3, 4, 5})])
+def test_change_one_object_changes_k_factors_of_a_single_object(changed, allowed) -> None:
+    generator = make_generator("multi_dsprites", **OBJECT_SCENES, changed_factors=changed)
+    ks = set()
+    for index in range(40):
+        pair = generator.pair(0, index)
+        entries = pair.factors["changed"]
+        assert len({obj for obj, _ in entries}) == 1 and len({f for _, f in entries}) == len(entries)
+        differing = [(i, name) for i, (a, b) in enumerate(zip(pair.factors["objects0"], pair.factors["objects1"]))
+                     for name in a if a[name] != b[name]]
+        assert sorted(map(tuple, entries)) == sorted(differing)
+        ks.add(len(entries))
+    assert ks <= allowed and (len(allowed) == 1 or len(ks) >= 3)
+
+
+def test_new_scene_options_leave_the_default_data_set_unchanged() -> None:
+    """The default run's shards are named by a hash of the generator's config: options at their defaults
+    must not appear in it, and the pairs must be the same draws."""
+    plain = make_generator("multi_dsprites")
+    assert set(plain.config()) == {"resolution", "min_objects", "max_objects", "changed_factors",
+                                   "min_visible_fraction", "min_visible_pixels"}
+    explicit = make_generator("multi_dsprites", radius_fraction=0.18, change_one_object=False)
+    assert explicit.config() == plain.config()
+    for index in range(5):
+        assert np.array_equal(plain.pair(0, index).frame1, explicit.pair(0, index).frame1)
+
+
 def test_tetrominoes_shapes_and_placement() -> None:
     shapes = fixed_tetrominoes()
     assert len({tuple(map(tuple, s.tolist())) for s in shapes}) == 19

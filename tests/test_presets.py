@@ -16,7 +16,8 @@ from training.config import (ConfigError, RunConfig, build_config, load_yaml, pa
 from training.loop import resolve_config
 
 #: the repository's presets that build on another, and on which: every other preset stands alone
-INHERITING_PRESETS = {"set_prediction": "default", "weak_slots": "default", "dsprites_vae": "dsprites_vae_dlib"}
+INHERITING_PRESETS = {"set_prediction": "default", "weak_slots": "default", "dsprites_vae": "dsprites_vae_dlib",
+                      "discovery_64": "default", "weak_slots_64": "weak_slots"}
 
 
 @pytest.fixture
@@ -148,6 +149,21 @@ def test_an_inheriting_preset_repeats_none_of_its_base_values(name):
         if isinstance(values, dict) and isinstance(base_values.get(section), dict):
             repeated = {key: value for key, value in values.items() if base_values[section].get(key, ...) == value}
             assert not repeated, f"{name}.yaml repeats {section} values of its base: {repeated}"
+
+
+def test_the_64_pixel_object_presets_compare_like_for_like():
+    """weak_slots_64 and its autoencoder baseline discovery_64 train on the same data with the same slot count
+    and budget; each is its base with only the scenes, the slot count and the budget changed."""
+    autoencoder, weak = resolved("discovery_64"), resolved("weak_slots_64")
+    assert autoencoder["data"] == weak["data"] and weak["data"]["resolution"] == 64
+    assert weak["data"]["generator_kwargs"] == {"min_objects": 2, "max_objects": 3, "radius_fraction": 0.22,
+                                                "min_visible_fraction": 0.5, "changed_factors": 1,
+                                                "change_one_object": True}
+    assert autoencoder["train"] == weak["train"] == {**resolved("default")["train"], "max_steps": 20000,
+                                                     "time_limit_minutes": 27}
+    assert autoencoder["model"] == {**resolved("default")["model"], "num_slots": 5}
+    assert weak["model"] == autoencoder["model"]
+    assert weak["weak_slots"] == resolved("weak_slots")["weak_slots"]
 
 
 def test_set_prediction_is_the_default_run_plus_its_stated_changes():
