@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import time
 import warnings
 import zlib
@@ -28,17 +27,17 @@ from typing import Any
 import webdataset as wds
 from tqdm import tqdm
 
+from data import cached_dirs
+from data.cached_dirs import MANIFEST_NAME, ensure_cached, read_manifest
 from data.codec import encode_pair
 from data.errors import DataError
-from data.integrity import CHECKSUMS_KEY, seal_manifest, verify_checksums
+from data.integrity import CHECKSUMS_KEY, verify_checksums
 from data.pairs import SceneGenerator
 from data.registry import make_generator
 from data.resolve import check_local_shard
-from data.staging import discard, remove_stale_staging, staging_dir
 from data.version import DATA_VERSION
 from data.workers import generation_pool, stop_pool
 
-MANIFEST_NAME = "manifest.json"
 #: Fewer train shards than this starves shard-level shuffling and worker/rank splitting.
 MIN_TRAIN_SHARDS = 10
 
@@ -184,64 +183,13 @@ def load_dataset(root: str | os.PathLike) -> DatasetInfo:
     checksums, byte for byte what was written.
     """
     root = Path(root)
-    manifest_path = root / MANIFEST_NAME
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"no {MANIFEST_NAME} in dataset directory {root}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DataError(f"{manifest_path} is not valid JSON ({error})") from None
-    expected = ("params", "train_shards", "eval_shards", "resolution", "factor_sizes", "max_objects")
-    missing = [key for key in expected if key not in manifest]
-    if missing:
-        raise DataError(f"{manifest_path} lacks key(s) {missing}")
+    manifest = read_manifest(root, ("params", "train_shards", "eval_shards", "resolution", "factor_sizes",
+                                    "max_objects"), "dataset")
     info = _info_from_manifest(root, manifest)
     for shard in info.train_shards + info.eval_shards:
         check_local_shard(shard)
     if CHECKSUMS_KEY in manifest:
         verify_checksums(root, manifest)
-    return info
-
-
-def _reusable(root: Path, params: dict[str, Any]) -> DatasetInfo | None:
-    if not (root / MANIFEST_NAME).exists():
-        return None
-    try:
-        info = load_dataset(root)
-    except DataError:
-        return None
-    return info if info.manifest["params"] == params else None
-
-
-def _recorded_params(root: Path) -> Any:
-    """The ``params`` a dataset directory's manifest records; None if there is no readable manifest."""
-    try:
-        return json.loads((root / MANIFEST_NAME).read_text()).get("params")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def _cached(final: Path, params: dict[str, Any]) -> DatasetInfo | None:
-    """The cached dataset at ``final`` if it is complete and undamaged; otherwise None, after removing it.
-
-    A dataset with the right parameters that fails verification (damaged since it was written,
-    or written before checksums were recorded) is reported in one line on stderr: it is about
-    to be regenerated, which takes a while, and the user should know why.
-    """
-    if not final.exists():
-        return None
-    if _recorded_params(final) != params:
-        warnings.warn(f"dataset directory {final} is incomplete or stale; regenerating it")
-        discard(final)
-        return None
-    try:
-        info = load_dataset(final)  # verifies the checksums where the manifest has them
-        if CHECKSUMS_KEY not in info.manifest:
-            raise DataError(f"{final / MANIFEST_NAME} has no {CHECKSUMS_KEY!r} checksums (written by an older version)")
-    except DataError as error:
-        print(f"note: cached dataset {final} failed verification ({error}); regenerating it", file=sys.stderr)
-        discard(final)
-        return None
     return info
 
 
@@ -274,41 +222,16 @@ def write_dataset(generator: SceneGenerator, staging: Path, params: dict[str, An
     return manifest
 
 
-def _existing_output(out: Path, params: dict[str, Any]) -> DatasetInfo | None:
-    """A converter's previous output at ``out`` with these parameters, if any; DataError if it is damaged.
-
-    Never deletes: ``out`` is a directory the user named, so damage is reported, not repaired.
-    """
-    if _recorded_params(out) != params:
-        return None
-    try:
-        return load_dataset(out)
-    except DataError as error:
-        raise DataError(f"output {out} holds this dataset but it is damaged ({error}); remove it and convert again") \
-            from None
-
-
 def convert_into(out: str | os.PathLike, params: dict[str, Any], num_train: int, pairs_per_shard: int,
                  write: Callable[[Path], Any]) -> DatasetInfo:
-    """A converter's output directory: reused if it already holds a dataset with these parameters, refused
-    if it holds anything else, else filled by ``write(staging)`` in a temporary sibling that is renamed into
+    """A converter's output directory (`data.cached_dirs.convert_into`): reused if it already holds a dataset
+    with these parameters, refused if it holds anything else, else filled by ``write(staging)`` and renamed into
     place when complete, so an interrupted conversion never leaves something that looks finished."""
-    out = Path(out)
-    remove_stale_staging(out.parent, out.name)
-    existing = _existing_output(out, params)
-    if existing is not None:
-        return existing
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DataError(f"output {out} exists and is not a dataset with these parameters; remove it or choose another")
-    warn_if_few_shards(num_train, pairs_per_shard)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with staging_dir(out.parent, out.name) as staging:
-        write(staging)
-        seal_manifest(staging, MANIFEST_NAME)
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        os.rename(staging, out)
-    return load_dataset(out)
+    def warned(staging: Path) -> Any:
+        warn_if_few_shards(num_train, pairs_per_shard)
+        return write(staging)
+
+    return cached_dirs.convert_into(out, params, load_dataset, warned, "dataset")
 
 
 def ensure_dataset(
@@ -333,24 +256,10 @@ def ensure_dataset(
     """
     generator = make_generator(generator_name, **(generator_kwargs or {}))
     params = dataset_params(generator, num_train, num_eval, pairs_per_shard, seed)
-    out_root = Path(out_root)
-    final = out_root / dataset_dir_name(params)
-    remove_stale_staging(out_root)
-    existing = _cached(final, params)
-    if existing is not None:
-        return existing
-    warn_if_few_shards(num_train, pairs_per_shard)
 
-    out_root.mkdir(parents=True, exist_ok=True)
-    with staging_dir(out_root, final.name) as staging:
+    def write(staging: Path) -> None:
+        warn_if_few_shards(num_train, pairs_per_shard)
         write_dataset(generator, staging, params, num_train, num_eval, pairs_per_shard, seed, progress, num_workers)
-        manifest = seal_manifest(staging, MANIFEST_NAME)
-        try:
-            os.rename(staging, final)
-        except OSError:
-            # Another process finished the same dataset first: use theirs if it is complete.
-            winner = _reusable(final, params)
-            if winner is None:
-                raise
-            return winner
-    return _info_from_manifest(final, manifest)
+
+    return ensure_cached(Path(out_root), dataset_dir_name(params), params, load_dataset, write, _info_from_manifest,
+                         "dataset")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import as_completed
@@ -34,11 +33,11 @@ import torch
 import webdataset as wds
 from tqdm import tqdm
 
+from data.cached_dirs import MANIFEST_NAME, convert_into, ensure_cached, read_manifest
 from data.errors import DataError
-from data.integrity import CHECKSUMS_KEY, seal_manifest, verify_checksums
+from data.integrity import CHECKSUMS_KEY, verify_checksums
 from data.resolve import ShardSpec, check_local_shard, resolve_shards
 from data.shards import default_num_workers, shard_name, split_stream
-from data.staging import discard, remove_stale_staging, staging_dir
 from data.tar_reader import expand_shards, group_samples
 from data.voxels import FAMILIES, VoxelObjects, voxel_rng
 from data.workers import generation_pool, stop_pool
@@ -46,7 +45,6 @@ from orientation import CUBE_GROUP_SIZE, rotate_voxels
 
 #: Bump when the bytes written for a given (parameters, seed, index) could change.
 VOXEL_FORMAT_VERSION = 1
-MANIFEST_NAME = "manifest.json"
 VOXEL_KEYS = ("voxels.bits", "factors.json")
 FACTOR_KEYS = ("family", "kind", "size", "rotation", "symmetry", "num_voxels")
 
@@ -295,47 +293,14 @@ def _info(root: Path, manifest: dict[str, Any]) -> VoxelDatasetInfo:
 def load_voxel_dataset(root: str | os.PathLike) -> VoxelDatasetInfo:
     """Read a voxel data set's manifest and check every listed shard: complete, and as written (sha256)."""
     root = Path(root)
-    path = root / MANIFEST_NAME
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"no {MANIFEST_NAME} in voxel data set directory {root}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DataError(f"{path} is not valid JSON ({error})") from None
-    missing = [key for key in ("params", "size", "num_train", "num_eval", "train_shards", "eval_shards")
-               if key not in manifest]
-    if missing:
-        raise DataError(f"{path} lacks key(s) {missing}")
+    manifest = read_manifest(root, ("params", "size", "num_train", "num_eval", "train_shards", "eval_shards"),
+                             "voxel data set")
     info = _info(root, manifest)
     for shard in info.train_shards + info.eval_shards:
         check_local_shard(shard)
     if CHECKSUMS_KEY in manifest:
         verify_checksums(root, manifest)
     return info
-
-
-def _recorded_params(root: Path) -> Any:
-    try:
-        return json.loads((root / MANIFEST_NAME).read_text()).get("params")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def _cached(final: Path, params: dict[str, Any]) -> VoxelDatasetInfo | None:
-    """The complete, undamaged data set at ``final``, or None after removing whatever is there."""
-    if not final.exists():
-        return None
-    if _recorded_params(final) == params:
-        try:
-            info = load_voxel_dataset(final)
-            if CHECKSUMS_KEY in info.manifest:
-                return info
-            reason = f"{final / MANIFEST_NAME} has no {CHECKSUMS_KEY!r} checksums"
-        except DataError as error:
-            reason = str(error)
-        print(f"note: cached voxel data set {final} failed verification ({reason}); regenerating it", file=sys.stderr)
-    discard(final)
-    return None
 
 
 def ensure_voxel_dataset(
@@ -357,14 +322,8 @@ def ensure_voxel_dataset(
     """
     generator = VoxelObjects(size, families)
     params = voxel_dataset_params(generator, num_train, num_eval, objects_per_shard, seed)
-    root = Path(root)
-    final = root / voxel_dataset_dir_name(params)
-    remove_stale_staging(root)
-    existing = _cached(final, params)
-    if existing is not None:
-        return existing
-    root.mkdir(parents=True, exist_ok=True)
-    with staging_dir(root, final.name) as staging:
+
+    def write(staging: Path) -> None:
         started = time.perf_counter()
         train, train_free = _write_split(generator, staging, "train", num_train, objects_per_shard, seed, progress,
                                          num_workers)
@@ -380,14 +339,9 @@ def ensure_voxel_dataset(
             "no_symmetry_fraction": round((train_free + eval_free) / (num_train + num_eval), 4),
             "generation_seconds": round(time.perf_counter() - started, 3),
         })
-        manifest = seal_manifest(staging, MANIFEST_NAME)
-        try:
-            os.rename(staging, final)
-        except OSError:
-            if _recorded_params(final) != params:  # not another process's finished copy
-                raise
-            return load_voxel_dataset(final)
-    return _info(final, manifest)
+
+    return ensure_cached(Path(root), voxel_dataset_dir_name(params), params, load_voxel_dataset, write, _info,
+                         "voxel data set")
 
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
@@ -396,28 +350,10 @@ def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
 
 def convert_voxels_into(out: str | os.PathLike, params: dict[str, Any],
                         write: Callable[[Path], Any]) -> VoxelDatasetInfo:
-    """A converter's output directory: reused if it holds a data set with these parameters, refused if it holds
-    anything else, else filled by ``write(staging)`` (shards and manifest) in a temporary sibling renamed into
-    place when complete. Never deletes what the user named: a damaged previous output is an error."""
-    out = Path(out)
-    remove_stale_staging(out.parent, out.name)
-    if _recorded_params(out) == params:
-        try:
-            return load_voxel_dataset(out)
-        except DataError as error:
-            raise DataError(f"output {out} holds this data set but it is damaged ({error}); remove it and convert "
-                            "again") from None
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DataError(f"output {out} exists and is not a voxel data set with these parameters; remove it or "
-                        "choose another")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with staging_dir(out.parent, out.name) as staging:
-        write(staging)
-        seal_manifest(staging, MANIFEST_NAME)
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        os.rename(staging, out)
-    return load_voxel_dataset(out)
+    """A converter's output directory (`data.cached_dirs.convert_into`): reused if it holds a voxel data set
+    with these parameters, refused if it holds anything else, else filled by ``write(staging)`` (shards and
+    manifest) and renamed into place when complete; a damaged previous output is an error, never deleted."""
+    return convert_into(out, params, load_voxel_dataset, write, "voxel data set")
 
 
 # --- loading into memory ---------------------------------------------------------------------------------
