@@ -31,6 +31,8 @@ PER_OBJECT_METRICS = ("dci", "mig", "sap", "modularity")
 TRAIN_FRACTION = 2 / 3
 #: Names of the frame entries `slot_representations` appends to a slot vector.
 FRAME_CODES = ("frame_x", "frame_y", "frame_scale_x", "frame_scale_y")
+#: a frame turned by an orientation search also says how: the angle as a point on the circle
+ANGLE_CODES = ("frame_angle_cos", "frame_angle_sin")
 
 
 @dataclass
@@ -116,7 +118,10 @@ def slot_representations(output, with_frame: bool = True) -> torch.Tensor:
     frames = getattr(output, "frames", None)
     if frames is None or not with_frame:
         return output.slots
-    return torch.cat([output.slots, frames.positions, frames.scales], dim=-1)
+    parts = [output.slots, frames.positions, frames.scales]
+    if frames.angles is not None:  # the orientation search's angle is part of the frame too
+        parts += [frames.angles.cos().unsqueeze(-1), frames.angles.sin().unsqueeze(-1)]
+    return torch.cat(parts, dim=-1)
 
 
 def add_matches(points: ObjectPoints, slots: torch.Tensor, slot_masks: torch.Tensor, true_masks: torch.Tensor,
@@ -192,10 +197,11 @@ def with_true_codes(points: ObjectPoints, factors: Iterable[str], frame_entries:
 
 def code_names(vector_dim: int, representation_dim: int) -> list[str]:
     """Names of the representation's entries: the slot vector's `z0..`, then the frame's (when present)."""
-    frame = list(FRAME_CODES)
-    if representation_dim not in (vector_dim, vector_dim + len(frame)):
+    frame = list(FRAME_CODES + ANGLE_CODES)
+    if representation_dim not in (vector_dim, vector_dim + len(FRAME_CODES), vector_dim + len(frame)):
         raise ValueError(f"a representation of {representation_dim} entries is neither the {vector_dim}-entry "
-                         f"slot vector nor the vector with its {len(frame)} frame entries")
+                         f"slot vector nor the vector with its {len(FRAME_CODES)} frame entries (or "
+                         f"{len(frame)} with an angle)")
     return [f"z{i}" for i in range(vector_dim)] + frame[: representation_dim - vector_dim]
 
 
@@ -299,7 +305,9 @@ def run_object_scores(model: torch.nn.Module, config, eval_urls: list[str], max_
 
 def frame_entries(config, with_frame: bool = True) -> int:
     """How many entries at the end of a run's slot representations are its frame (0 without slot frames)."""
-    return len(FRAME_CODES) if with_frame and config.model.slot_frames != "none" else 0
+    if not with_frame or config.model.slot_frames == "none":
+        return 0
+    return len(FRAME_CODES) + (len(ANGLE_CODES) if config.model.orientation_search else 0)
 
 
 def run_object_readout(points: ObjectPoints, config, with_frame: bool = True) -> tuple[list[dict], list[dict]]:

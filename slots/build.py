@@ -19,6 +19,7 @@ from slots.frames import AttentionFrames, InvariantSlotAttention
 from slots.init import GaussianSlotInit
 from slots.mask_prior import AttentionMaskPrior
 from slots.model import SlotAutoencoder
+from slots.orientation_search import SlotOrientationSearch
 
 # model.slot_frames: the frames the decoder renders each slot in ("none": image coordinates): the position
 # only, position and scale, or position and one scale for both axes
@@ -74,6 +75,8 @@ def autoencoder_parts(
     encoder: nn.Module | None = None,
     decoder_input_dim: int | None = None,
     silhouette_head: bool = False,
+    orientation_search: int = 0,
+    orientation_refine_steps: int = 0,
 ) -> dict[str, Any]:
     """The keyword arguments of `SlotAutoencoder` (or of a subclass, such as the slot VAE) for these options.
 
@@ -101,10 +104,23 @@ def autoencoder_parts(
         out_channels=5 if silhouette_head else 4,
     )
     colour = ColourValues(slot_dim) if colour_values else None
+    search = None
+    if orientation_search:
+        if frames_kind is None:
+            raise ModelOptionError("orientation_search turns each slot's frame: set slot_frames (e.g. "
+                                   "translation_isotropic)")
+        try:
+            search = SlotOrientationSearch(orientation_search, orientation_refine_steps)
+        except ValueError as error:
+            raise ModelOptionError(f"orientation_search: {error}") from None
+    elif orientation_refine_steps:
+        raise ModelOptionError("orientation_refine_steps refines the angles of an orientation search: set "
+                               "orientation_search (the number of angles)")
     return dict(encoder=encoder, slot_init=slot_init, slot_attention=slot_attention, decoder=decoder,
                 resolution=tuple(resolution), num_iterations=num_iterations,
                 alpha_prior=None if prior is None else prior(), colour_values=colour,
-                slot_frames=None if frames_kind is None else AttentionFrames(**frames_kind))
+                slot_frames=None if frames_kind is None else AttentionFrames(**frames_kind),
+                orientation_search=search)
 
 
 def build_autoencoder(resolution: tuple[int, int] = (32, 32), merge_duplicates: float | None = None,

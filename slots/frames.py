@@ -29,10 +29,13 @@ def centred_grid(height: int, width: int, device: torch.device | None = None,
 
 @dataclass
 class SlotFrames:
-    """Per-slot frame: positions [B, K, 2] (x, y in [-1, 1]) and scales [B, K, 2] (std along x and y)."""
+    """Per-slot frame: positions [B, K, 2] (x, y in [-1, 1]), scales [B, K, 2] (std along x and y) and, when an
+    orientation search chose them (`slots.orientation_search`), angles [B, K] in radians: the slot's object is
+    its canonical rendering turned by that angle, as `orientation.rotate_images` turns an image."""
 
     positions: torch.Tensor
     scales: torch.Tensor
+    angles: torch.Tensor | None = None
 
 
 def frames_from_attention(attention: torch.Tensor, grid_size: tuple[int, int], min_scale: float = 0.02,
@@ -89,9 +92,16 @@ class AttentionFrames(nn.Module):
 
 
 def relative_grid(frames: SlotFrames, height: int, width: int, scale_factor: float = 1.0) -> torch.Tensor:
-    """The image grid in every slot's frame: [B, K, H, W, 2] = (grid - position) / (scale * scale_factor)."""
+    """The image grid in every slot's frame: [B, K, H, W, 2] = A(angle) (grid - position) / (scale * scale_factor),
+    A(angle) = [[cos, -sin], [sin, cos]] on (x, y) (the identity without angles): where the canonical rendering
+    of a slot is sampled, so a decoder that draws a shape upright draws it turned by the slot's angle."""
     grid = centred_grid(height, width, frames.positions.device, frames.positions.dtype)
     offset = rearrange(grid, "h w c -> 1 1 h w c") - rearrange(frames.positions, "b k c -> b k 1 1 c")
+    if frames.angles is not None:
+        cos = rearrange(frames.angles.cos(), "b k -> b k 1 1")
+        sin = rearrange(frames.angles.sin(), "b k -> b k 1 1")
+        x, y = offset.unbind(dim=-1)
+        offset = torch.stack([cos * x - sin * y, sin * x + cos * y], dim=-1)
     return offset / rearrange(frames.scales * scale_factor, "b k c -> b k 1 1 c")
 
 

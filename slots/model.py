@@ -15,6 +15,7 @@ from torch import nn
 from slots.encoder import ColourValues
 from slots.frames import AttentionFrames, SlotFrames, frames_from_attention
 from slots.mask_prior import log_attention_map  # noqa: F401  (re-exported: the prior `composite` is given)
+from slots.orientation_search import SlotOrientationSearch, ownership_maps
 from slots.protocol import Grouping, SlotDecoder, SlotEncoder, SlotInitialiser
 
 
@@ -78,7 +79,9 @@ class SlotAutoencoder(nn.Module):
     - `alpha_prior` (`slots.mask_prior`): added, times `mask_prior_weight`, to the decoder's alpha logits, so
       the masks start from Slot Attention's own segmentation;
     - `colour_values` (`slots.encoder.ColourValues`): the pixels under each feature added to the values;
-    - `slot_frames` (`slots.frames.AttentionFrames`): the frames a decoder with relative positions renders in.
+    - `slot_frames` (`slots.frames.AttentionFrames`): the frames a decoder with relative positions renders in;
+    - `orientation_search` (`slots.orientation_search`): turns each slot's frame to the angle under which the
+      decoder draws the slot's pixels best, chosen per call among a grid of angles (needs `slot_frames`).
 
     `num_slots` and `num_iterations` default to the training values but can be changed per call, which is how
     the test-time slot sweep works. Duplicate merging at evaluation wraps the model from outside
@@ -98,8 +101,11 @@ class SlotAutoencoder(nn.Module):
         alpha_prior: nn.Module | None = None,
         colour_values: ColourValues | None = None,
         slot_frames: AttentionFrames | None = None,
+        orientation_search: SlotOrientationSearch | None = None,
     ) -> None:
         super().__init__()
+        if orientation_search is not None and slot_frames is None:
+            raise ValueError("an orientation search turns each slot's frame: the model needs slot_frames")
         relative = getattr(decoder, "relative_positions", None)
         if relative is not None and relative != (slot_frames is not None):
             raise ValueError("a decoder renders in slot frames exactly when the model has slot_frames: "
@@ -112,6 +118,7 @@ class SlotAutoencoder(nn.Module):
         self.decoder = decoder
         self.colour_values = colour_values
         self.slot_frames = slot_frames
+        self.orientation_search = orientation_search
         self.alpha_prior = alpha_prior
         if alpha_prior is not None:  # a buffer, so a run that fades the prior out (weak_slots) saves how far
             self.register_buffer("mask_prior_weight", torch.ones(()))
@@ -149,7 +156,7 @@ class SlotAutoencoder(nn.Module):
         # slots [B, K, D], attention [B, K, N] (softmax over slots)
         slots, attention = self.attend(encoded, num_slots, num_iterations, generator, initial_slots)
         # reconstruction [B, 3, H, W], masks [B, K, H, W], slot RGB [B, K, 3, H, W]
-        return self.decode_slots(slots, attention, images.shape[-2:])
+        return self.decode_slots(slots, attention, images.shape[-2:], images=images)
 
     def encode(self, images: torch.Tensor) -> EncodedImages:
         """Images [B, 3, H, W] -> what Slot Attention reads (computed once when a frame is attended twice)."""
@@ -182,12 +189,19 @@ class SlotAutoencoder(nn.Module):
                                    grid_size=self.feature_grid(encoded.image_size), generator=generator,
                                    extra_values=encoded.values, initial_frames=initial_frames)
 
-    def decode_slots(self, slots: torch.Tensor, attention: torch.Tensor, image_size: tuple[int, int]
+    def decode_slots(self, slots: torch.Tensor, attention: torch.Tensor, image_size: tuple[int, int],
+                     images: torch.Tensor | None = None, angles: torch.Tensor | None = None
                      ) -> SlotAutoencoderOutput:
         """Slots [B, K, D] (a slot VAE's latents [B, K, Z]) and their attention [B, K, N] -> decoded,
-        alpha-composited output; frames and the mask prior come from the attention."""
+        alpha-composited output; frames and the mask prior come from the attention. Each frame is turned by
+        `angles` [B, K] when given, else, with an orientation search and the `images` [B, 3, H, W] the slots
+        came from, by the best angle the search finds."""
         image_size = tuple(image_size)
         frames = self.frames(attention, image_size)  # positions, scales [B, K, 2], or None: image coordinates
+        if angles is not None:
+            frames.angles = angles
+        elif self.orientation_search is not None and images is not None:
+            frames.angles = self.orient(slots, frames, attention, images)  # [B, K], no gradient
         prior = self.prior_logits(attention, image_size)  # [B, K, H, W] or None
         decoded = self.decoder(slots, frames)  # [B, K, 4 (+1), H, W]: RGB, alpha logit (, silhouette logit)
         # [B, 3, H, W], [B, K, H, W] (softmax over slots), [B, K, 3, H, W]
@@ -195,6 +209,15 @@ class SlotAutoencoder(nn.Module):
         silhouettes = decoded[:, :, 4] if self.silhouette_head else None  # [B, K, H, W] or None
         return SlotAutoencoderOutput(reconstruction, masks, slot_rgb, slots, attention, frames,
                                      silhouette_logits=silhouettes)
+
+    def orient(self, slots: torch.Tensor, frames: SlotFrames, attention: torch.Tensor, images: torch.Tensor
+               ) -> torch.Tensor:
+        """Each slot's angle [B, K] from the orientation search: every candidate rendered from the detached
+        slots and frames, scored on the pixels the slot's attention owns."""
+        ownership = ownership_maps(attention.detach(), self.feature_grid(images.shape[-2:]), images.shape[-2:])
+        slots, positions, scales = slots.detach(), frames.positions.detach(), frames.scales.detach()
+        return self.orientation_search(lambda angles: self.decoder(slots, SlotFrames(positions, scales, angles)),
+                                       images, ownership)
 
     def prior_logits(self, attention: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor | None:
         """What the alpha logits [B, K, H, W] are added to before the softmax over slots (None: nothing)."""

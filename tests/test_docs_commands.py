@@ -695,6 +695,8 @@ SMOKE: dict[str, Callable[[Workspace, DocCommand], Invocation | Skip]] = {
     "data.from_images": smoke_from_images,
     "eval.segment": smoke_segment,
     "bench.image_sizes": smoke_bench("--resolutions", "16", "32", "--steps", "1", "--images", "2"),
+    "bench.slot_orientation": smoke_bench("--preset", "smoke", "--angles", "4", "--refine", "0", "1", "--steps", "1",
+                                          "--images", "2", "model.slot_frames=translation_isotropic"),
     "studies.orientation": smoke_study,
     "bench.orientation_search": smoke_bench("--steps", "1", "--rounds", "1", "--size", "16", "--resolution", "16",
                                             "--width", "8", "--batch", "2", "--threads", "1"),

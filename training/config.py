@@ -63,6 +63,10 @@ class ModelConfig:
     invariant_attention: str = "none"  # none | mlp | quadratic | quadratic_translation: keys in each slot's frame
     mask_prior: str = "none"  # none | attention: alpha logits + log attention (masks start from the attention)
     merge_duplicates: float | None = None  # outside training, merge slots whose masks have cosine above this
+    # turn each slot's frame to the best of this many angles before decoding (slots/orientation_search.py;
+    # needs slot_frames); 0: off
+    orientation_search: int = 0
+    orientation_refine_steps: int = 0  # Adam steps refining each chosen angle
 
 
 MIXED_PRECISIONS = ("no", "bf16", "fp16", "auto")
@@ -418,7 +422,7 @@ def validate_eval_numbers(evaluation: EvalConfig) -> None:
 # has its own encoder_strides; DINOSAUR and the image-level VAEs have neither frames nor colour values); which
 # task honours which is each task's own knowledge (MODEL_OPTIONS / model_options in training/options)
 RESTRICTED_MODEL_OPTIONS = ("slot_frames", "invariant_attention", "colour_values", "mask_prior", "merge_duplicates",
-                            "encoder_strides")
+                            "encoder_strides", "orientation_search", "orientation_refine_steps")
 
 
 def validate_model_options(config: RunConfig) -> None:

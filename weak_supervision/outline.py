@@ -20,13 +20,20 @@ from slots.frames import SlotFrames
 
 def canonical_masks(masks: torch.Tensor, frames: SlotFrames, size: int, extent: float = 2.5) -> torch.Tensor:
     """[B, K, size, size]: masks [B, K, H, W] sampled (bilinear, zeros outside the image) on a size x size grid
-    spanning `extent` frame scales either side of each slot's position (frames in [-1, 1] image units)."""
+    spanning `extent` frame scales either side of each slot's position (frames in [-1, 1] image units), turned
+    back by the frame's angle when it has one (the inverse of `slots.frames.relative_grid`), so a turned object
+    is read upright."""
     batch, num_slots = masks.shape[:2]
     steps = torch.linspace(-1.0, 1.0, size, device=masks.device, dtype=masks.dtype)
     y, x = torch.meshgrid(steps, steps, indexing="ij")
     unit = torch.stack([x, y], dim=-1)  # [size, size, 2] as (x, y), what grid_sample reads
-    grid = (rearrange(frames.positions, "b k c -> b k 1 1 c")
-            + extent * rearrange(frames.scales, "b k c -> b k 1 1 c") * unit)
+    offset = extent * rearrange(frames.scales, "b k c -> b k 1 1 c") * unit
+    if frames.angles is not None:  # offset = A(-angle) (scale * unit), A(a) = [[cos a, -sin a], [sin a, cos a]]
+        cos = rearrange(frames.angles.cos(), "b k -> b k 1 1")
+        sin = rearrange(frames.angles.sin(), "b k -> b k 1 1")
+        a, b = offset.unbind(dim=-1)
+        offset = torch.stack([cos * a + sin * b, -sin * a + cos * b], dim=-1)
+    grid = rearrange(frames.positions, "b k c -> b k 1 1 c") + offset
     sampled = F.grid_sample(rearrange(masks, "b k h w -> (b k) 1 h w"), rearrange(grid, "b k h w c -> (b k) h w c"),
                             mode="bilinear", padding_mode="zeros", align_corners=False)
     return rearrange(sampled, "(b k) 1 h w -> b k h w", b=batch, k=num_slots)

@@ -72,15 +72,32 @@ def permute_slots(values: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class SlotPosteriors:
-    """One frame's slots: posterior (mu, logvar), each [B, K, Z], and the attention [B, K, N] they came from
-    (which places them and, with the mask prior, shapes their masks when rendered)."""
+    """One frame's slots: posterior (mu, logvar), each [B, K, Z], the attention [B, K, N] they came from
+    (which places them and, with the mask prior, shapes their masks when rendered) and, with an orientation
+    search, each slot's angle [B, K]."""
 
     mu: torch.Tensor
     logvar: torch.Tensor
     attention: torch.Tensor
+    angles: torch.Tensor | None = None
 
     def permuted(self, perm: torch.Tensor) -> "SlotPosteriors":
-        return SlotPosteriors(*(permute_slots(value, perm) for value in (self.mu, self.logvar, self.attention)))
+        angles = None if self.angles is None else permute_slots(self.angles, perm)
+        return SlotPosteriors(*(permute_slots(value, perm) for value in (self.mu, self.logvar, self.attention)),
+                              angles)
+
+
+def frame_posteriors(model: SlotVAE, states: torch.Tensor, images: torch.Tensor, attention: torch.Tensor
+                     ) -> SlotPosteriors:
+    """A frame's slots from Slot Attention's states: the orientation search's angles first (none without it),
+    then the posterior read in each slot's turned frame."""
+    angles = model.choose_angles(states, attention, images)
+    return SlotPosteriors(*model.posterior(states, images, attention, angles), attention, angles)
+
+
+def joined_angles(first: SlotPosteriors, second: SlotPosteriors) -> torch.Tensor | None:
+    """Both frames' angles [2B, K], frame 0s first (None without an orientation search)."""
+    return None if first.angles is None else torch.cat([first.angles, second.angles])
 
 
 def correspond(model: SlotVAE, frame0: torch.Tensor, frame1: torch.Tensor, correspondence: Correspondence,
@@ -105,8 +122,8 @@ def correspond(model: SlotVAE, frame0: torch.Tensor, frame1: torch.Tensor, corre
     else:
         states0, attention0 = model.attend(encoded0, num_slots, generator=generator)
         states1, attention1 = model.attend(encoded1, states0.shape[1], generator=generator)
-    slots0 = SlotPosteriors(*model.posterior(states0, frame0, attention0), attention0)
-    slots1 = SlotPosteriors(*model.posterior(states1, frame1, attention1), attention1)
+    slots0 = frame_posteriors(model, states0, frame0, attention0)
+    slots1 = frame_posteriors(model, states1, frame1, attention1)
     if correspondence in ("init_hungarian", "hungarian"):
         slots1 = slots1.permuted(match_slots(slots0.mu, slots1.mu))
     return slots0, slots1
@@ -166,8 +183,10 @@ def slot_pair_loss(model: SlotVAE, frame0: torch.Tensor, frame1: torch.Tensor, s
     if settings.method == "slot_vae":  # the baseline: two independent images, no correspondence
         both = torch.cat([frame0, frame1])
         states, attention = model.infer_slots(both, generator=generator)
-        mu, logvar = model.posterior(states, both, attention)
-        slots0, slots1 = (SlotPosteriors(*parts) for parts in zip(mu.chunk(2), logvar.chunk(2), attention.chunk(2)))
+        slots = frame_posteriors(model, states, both, attention)
+        angles = (None, None) if slots.angles is None else slots.angles.chunk(2)
+        slots0, slots1 = (SlotPosteriors(*parts) for parts in zip(slots.mu.chunk(2), slots.logvar.chunk(2),
+                                                                  slots.attention.chunk(2), angles))
         shared = torch.zeros_like(slots0.mu, dtype=torch.bool)
         posterior0, posterior1 = (slots0.mu, slots0.logvar), (slots1.mu, slots1.logvar)
     else:
@@ -177,7 +196,8 @@ def slot_pair_loss(model: SlotVAE, frame0: torch.Tensor, frame1: torch.Tensor, s
         posterior0, posterior1 = aggregate_pair(slots0.mu, slots0.logvar, slots1.mu, slots1.logvar, shared, kind)
     latents = torch.cat([sample(*posterior0, generator, warmup), sample(*posterior1, generator, warmup)])
     attention = torch.cat([slots0.attention, slots1.attention])
-    rendered = model.render(latents, attention)
+    angles = joined_angles(slots0, slots1)
+    rendered = model.render(latents, attention, angles)
     reconstruction, target = rendered.reconstruction, torch.cat([frame0, frame1])
     mse = F.mse_loss(reconstruction.float(), target)
     kl = torch.cat([kl_to_prior(*posterior0), kl_to_prior(*posterior1)]).mean()
@@ -193,8 +213,9 @@ def slot_pair_loss(model: SlotVAE, frame0: torch.Tensor, frame1: torch.Tensor, s
     if settings.outline_weight > 0:
         if model.outline_head is None:
             raise ValueError("outline_weight > 0 needs a model built with an outline head (outline_size > 0)")
-        targets = canonical_masks(rendered.masks, model.attention_frames(attention, model.resolution),
-                                  model.outline_head.size)
+        frames = model.attention_frames(attention, model.resolution)
+        frames.angles = angles  # the outline is drawn upright, in the frame the slot was rendered in
+        targets = canonical_masks(rendered.masks, frames, model.outline_head.size)
         outline = outline_loss(model.outline_head(latents), targets)
         loss = loss + settings.outline_weight * outline
         logs["outline"] = outline.detach()

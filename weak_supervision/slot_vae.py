@@ -20,8 +20,10 @@ from einops import rearrange
 from torch import nn
 
 from slots.build import autoencoder_parts
+from slots.frames import SlotFrames
 from slots.glimpse import SlotGlimpse
 from slots.model import SlotAutoencoder, SlotAutoencoderOutput
+from slots.orientation_search import ownership_maps
 from slots.set_prediction import attention_geometry
 from weak_supervision.outline import OutlineHead, canonical_masks
 
@@ -83,9 +85,12 @@ class SlotVAE(SlotAutoencoder):
         return self.attend(self.encode(images), num_slots, num_iterations, generator, initial_slots)
 
     def posterior(self, slot_states: torch.Tensor, images: torch.Tensor | None = None,
-                  attention: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  attention: torch.Tensor | None = None, angles: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, logvar), each [B, K, Z]; a model with a glimpse also reads the images [B, 3, H, W] around each
-        slot's attention [B, K, N], one with `outline_input` that attention resampled in the slot's frame."""
+        slot's attention [B, K, N], one with `outline_input` that attention resampled in the slot's frame
+        (turned by `angles` [B, K] when given: the orientation search's, so the posterior reads each object
+        upright)."""
         inputs = slot_states
         if self.glimpse is not None:
             if images is None or attention is None:
@@ -98,22 +103,45 @@ class SlotVAE(SlotAutoencoder):
                 raise ValueError("this slot VAE reads each slot's attention in its own frame: pass the attention")
             grid = self.feature_grid(self.resolution)
             maps = rearrange(attention, "b k (h w) -> b k h w", h=grid[0], w=grid[1])
-            outline = canonical_masks(maps, self.attention_frames(attention, self.resolution), self.outline_head.size)
+            frames = self.attention_frames(attention, self.resolution)
+            frames.angles = angles
+            outline = canonical_masks(maps, frames, self.outline_head.size)
             inputs = torch.cat([inputs, rearrange(outline, "b k h w -> b k (h w)")], dim=-1)
         mu, logvar = self.to_posterior(inputs).chunk(2, dim=-1)
         return mu, logvar
 
-    def render(self, latents: torch.Tensor, attention: torch.Tensor) -> SlotAutoencoderOutput:
-        """Latents [B, K, Z] with the attention [B, K, N] they came from (frames and mask prior) -> the
-        composited image, masks (softmax of alphas over slots) and per-slot RGB."""
-        return self.decode_slots(latents, attention, self.resolution)
+    def choose_angles(self, slot_states: torch.Tensor, attention: torch.Tensor, images: torch.Tensor
+                      ) -> torch.Tensor | None:
+        """Each slot's angle [B, K] from the orientation search (None without one): every candidate angle turns
+        the slot's frame both for the posterior (its outline input) and for the decoder, and the slot keeps the
+        angle whose rendering of the posterior mean draws its pixels best."""
+        if self.orientation_search is None:
+            return None
+        frames = self.frames(attention, self.resolution)
+        positions, scales = frames.positions.detach(), frames.scales.detach()
+        states, attention = slot_states.detach(), attention.detach()
+
+        def render(angles: torch.Tensor) -> torch.Tensor:
+            mu = self.posterior(states, images, attention, angles)[0]
+            return self.decoder(mu, SlotFrames(positions, scales, angles))
+
+        ownership = ownership_maps(attention, self.feature_grid(self.resolution), self.resolution)
+        return self.orientation_search(render, images, ownership)
+
+    def render(self, latents: torch.Tensor, attention: torch.Tensor, angles: torch.Tensor | None = None
+               ) -> SlotAutoencoderOutput:
+        """Latents [B, K, Z] with the attention [B, K, N] they came from (frames and mask prior) and, with an
+        orientation search, each slot's angle [B, K] -> the composited image, masks (softmax of alphas over
+        slots) and per-slot RGB."""
+        return self.decode_slots(latents, attention, self.resolution, angles=angles)
 
     def forward(self, images: torch.Tensor, num_slots: int | None = None, num_iterations: int | None = None,
                 generator: torch.Generator | None = None, initial_slots: torch.Tensor | None = None
                 ) -> SlotVAEOutput:
         """Deterministic pass decoding the posterior means: what evaluation and pictures use."""
         states, attention = self.infer_slots(images, num_slots, num_iterations, generator, initial_slots)
-        mu, logvar = self.posterior(states, images, attention)
-        out = self.render(mu, attention)
+        angles = self.choose_angles(states, attention, images)
+        mu, logvar = self.posterior(states, images, attention, angles)
+        out = self.render(mu, attention, angles)
         return SlotVAEOutput(out.reconstruction, out.masks, out.slot_rgb, mu, attention, out.frames,
                              mu=mu, logvar=logvar, slot_states=states)

@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 
 #: model options that not every task honours; this task honours all of them
 MODEL_OPTIONS: tuple[str, ...] = ("slot_frames", "invariant_attention", "colour_values", "mask_prior",
-                                  "merge_duplicates", "encoder_strides")
+                                  "merge_duplicates", "encoder_strides", "orientation_search",
+                                  "orientation_refine_steps")
 
 
 def model_options(config: RunConfig) -> tuple[str, ...]:

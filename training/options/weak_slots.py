@@ -49,7 +49,8 @@ class WeakSlotsConfig:
 
 #: restricted model options this task honours: all of them (its slots come from the discovery autoencoder)
 MODEL_OPTIONS: tuple[str, ...] = ("slot_frames", "invariant_attention", "colour_values", "mask_prior",
-                                  "merge_duplicates", "encoder_strides")
+                                  "merge_duplicates", "encoder_strides", "orientation_search",
+                                  "orientation_refine_steps")
 
 
 def model_options(config: RunConfig) -> tuple[str, ...]:
