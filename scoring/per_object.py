@@ -22,8 +22,10 @@ from einops import rearrange
 
 from data import PairBatch, eval_batches
 from data.errors import DataError
+from data.sprites import FACTOR_SIZES as SPRITE_FACTOR_SIZES
 from metrics.disentanglement import code_disentanglement, evaluate_arrays, factor_importance
 from metrics.matching import hungarian_match, mask_iou
+from scoring.slot_angles import points_angle_agreement
 
 #: The observational metrics that score arrays of (representation, factors).
 PER_OBJECT_METRICS = ("dci", "mig", "sap", "modularity")
@@ -299,8 +301,13 @@ def run_object_scores(model: torch.nn.Module, config, eval_urls: list[str], max_
     options = config.weak_slots
     if points is None:
         points = run_object_points(model, config, eval_urls, max_images, with_frame)
-    return points_scores(points, metrics=options.object_metrics, seed=options.metric_seed,
-                         dci_importance_model=options.dci_importance_model)
+    scores = points_scores(points, metrics=options.object_metrics, seed=options.metric_seed,
+                           dci_importance_model=options.dci_importance_model)
+    if with_frame and config.model.orientation_search and config.data.generator == "multi_dsprites":
+        representations, factors = points.arrays()
+        scores.update(points_angle_agreement(representations, factors, points.factor_names,
+                                             SPRITE_FACTOR_SIZES["orientation"], config.model.orientation_search))
+    return scores
 
 
 def frame_entries(config, with_frame: bool = True) -> int:
