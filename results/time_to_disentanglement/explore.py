@@ -41,6 +41,10 @@ p.add_argument("--fresh", action="store_true", help="draw new pairs every step i
 p.add_argument("--sampler", default="ours", choices=["ours", "dlib"],
                help="dlib: disentanglement_lib's simple_dynamics (k=1 with prob 1/2, new value may equal the old)")
 p.add_argument("--beta-warmup", type=int, default=0, help="steps over which beta rises linearly from 1")
+p.add_argument("--warmup", type=int, default=0, help="steps over which the learning rate rises linearly from 0")
+p.add_argument("--cosine", action="store_true", help="cosine decay of the learning rate to 0 at --steps")
+p.add_argument("--norm", default="none", choices=["none", "batch", "group"],
+               help="a normalisation layer after every hidden convolution of encoder and decoder")
 a = p.parse_args()
 torch.set_num_threads(a.threads); torch.manual_seed(a.seed)
 gen = DSprites(64, a.k)
@@ -62,7 +66,19 @@ def draw_pairs(n):
             torch.from_numpy(gen.render_batch(f1)).float()[:, None])
 if not a.fresh:
     x0, x1 = draw_pairs(a.pool)
-model = GaussianEncoderVAE(1, a.latent).to(memory_format=torch.channels_last)
+model = GaussianEncoderVAE(1, a.latent)
+def with_norm(seq):
+    layers = []
+    for layer in seq:
+        layers.append(layer)
+        if isinstance(layer, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) and layer.out_channels > 1:
+            c = layer.out_channels
+            layers.append(torch.nn.BatchNorm2d(c) if a.norm == "batch" else torch.nn.GroupNorm(8, c))
+    return torch.nn.Sequential(*layers)
+if a.norm != "none":
+    model.encoder.body = with_norm(model.encoder.body)
+    model.decoder.net = with_norm(model.decoder.net)
+model = model.to(memory_format=torch.channels_last)
 opt = torch.optim.Adam(model.parameters(), lr=a.lr, betas=(a.b1, 0.999), eps=a.eps)
 cfg = MethodConfig(method=a.method, beta=a.beta, latent_dim=a.latent)
 src = DSpritesSource(64)
@@ -85,6 +101,11 @@ for step in range(1, a.steps + 1):
     opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
     if a.decay:
         for group in opt.param_groups: group["lr"] = a.lr * 0.5 ** (step / a.decay)
+    if a.warmup or a.cosine:
+        scale = min(1.0, (step + 1) / a.warmup) if a.warmup else 1.0
+        if a.cosine:
+            scale *= 0.5 * (1 + np.cos(np.pi * min(step, a.steps) / a.steps))
+        for group in opt.param_groups: group["lr"] = a.lr * scale
     train_t += time.perf_counter() - t
     if step % a.every == 0:
         model.eval(); r = np.random.default_rng(0)
