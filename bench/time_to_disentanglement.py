@@ -8,7 +8,8 @@ achieved FLOP/s of each training step against this machine's measured matmul pea
     python -m bench.time_to_disentanglement --presets dsprites_vae --variants "fp32=train.mixed_precision=no" \
         "lr 1e-4=train.learning_rate=1e-4"                            # ablations: the first preset, one choice undone
 
-Each preset trains with `train.time_limit_minutes` = --minutes and scores DCI (`vae.quick_dci_points`
+Each preset trains until its own `train.max_steps` or `train.time_limit_minutes` = --minutes, whichever comes
+first (a preset with a cosine learning rate is built for its step count: its rate reaches zero there), and scores DCI (`vae.quick_dci_points`
 points, the run's importance model) and MIG every `--eval-every` steps; the minutes on the curve leave out
 the time spent scoring, so they are what a run without the intermediate scores takes. Writes
 `time_to_disentanglement.csv` and `.png` into --output-dir and prints the curves, DCI at a third, two
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
     for label, preset, extra in plan:
         name = f"time_to_disentanglement-{label.replace(' ', '_')}-{stamp}"
         overrides = [f"output_dir={args.output_dir}", f"name={name}", f"train.eval_every={args.eval_every}",
-                     f"train.time_limit_minutes={args.minutes}", "train.max_steps=100000000",
+                     f"train.time_limit_minutes={args.minutes}",
                      f"vae.quick_dci_points={args.dci_points}", *args.overrides, *extra]
         AcceleratorState._reset_state()  # each run may ask for its own mixed precision (the process stays)
         run_dir = Path(run(preset, None, None, overrides, start_time=time.time()))

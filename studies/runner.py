@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import csv
 import fcntl
+import hashlib
 import json
 import subprocess
 import sys
@@ -114,6 +115,15 @@ def check_same_settings(directory: Path, preset: str, settings: list[str]) -> No
     if different:
         raise SystemExit(f"error: {directory} was trained with other settings ({', '.join(different)} differ); "
                          "use another --out or the same overrides")
+
+
+def settings_digest(run: PlannedRun) -> str:
+    """A short hash of the configuration a run trains with (preset resolved with its overrides; where it writes
+    left out): a record of a run counts only while the code and presets would train the same run again."""
+    config = asdict(resolve_config(run.preset, None, None, list(run.overrides)))
+    for key in ("output_dir", "name"):
+        config.pop(key, None)
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def comma_separated_ints(text: str) -> list[int]:

@@ -10,10 +10,16 @@ best run by that score picks the run the full-label score picks (Locatello et al
 
 Each run is `train_slots.py --preset dsprites_vae` in its own process (see `studies.runner`): an
 interrupted study continues where it stopped, and starting the same command several times trains several
-runs at once; the last process to finish writes the full table.
+runs at once; the last process to finish writes the full table. Run directories are not kept in git, the CSV
+is: a run recorded in `<out>/results.csv` with the same settings (the digest of its resolved configuration)
+counts as finished when its directory is gone, so a later `--only` adds methods to the table instead of
+dropping the recorded ones; a record made under other settings (another preset version, other overrides) is
+left out.
 """
 from __future__ import annotations
 
+import csv
+import json
 import sys
 import time
 from pathlib import Path
@@ -22,8 +28,8 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from metrics.disentanglement.few_labels import selection_from_few_labels
-from studies.runner import (PlannedRun, comma_separated_ints, ensure_run, read_metrics, results_doc, study_parser,
-                            write_results)
+from studies.runner import (PlannedRun, comma_separated_ints, ensure_run, read_metrics, results_doc, run_dir,
+                            settings_digest, study_parser, write_results)
 from viz.plots import plt
 
 #: The block of the results document the study writes: between <!-- weak_study:begin --> and <!-- weak_study:end -->.
@@ -39,7 +45,9 @@ WEAK_METHODS = ("ada_gvae", "ada_mlvae", "gvae", "mlvae")
 STUDY_METRICS = "[mig, dci, sap, modularity]"
 COLUMNS = ("method", "beta", "seed", "dci_disentanglement", "dci_completeness", "dci_informativeness_test", "mig",
            "sap", "modularity", "explicitness_test", "recon_loss", "eval_recon_loss", "steps", "train_seconds",
-           "total_seconds")
+           "total_seconds", "overrides", "settings_digest", "few_label_dci")
+#: CSV columns that are not numbers.
+TEXT_COLUMNS = ("method", "overrides", "settings_digest", "few_label_dci")
 
 
 def run_name(method: str, beta: float, seed: int) -> str:
@@ -57,8 +65,40 @@ def planned_run(method: str, beta: float, seed: int, overrides: list[str], out: 
                       after=after, required=("few_label_dci",) if labels else ())
 
 
-def row(metrics: dict) -> dict:
-    return {key: metrics.get("train_recon_loss") if key == "recon_loss" else metrics.get(key) for key in COLUMNS}
+def row(metrics: dict, overrides: list[str], digest: str) -> dict:
+    """One CSV row; the settings and few-label scores travel with it so the CSV alone can rebuild the table."""
+    found = {key: metrics.get("train_recon_loss") if key == "recon_loss" else metrics.get(key) for key in COLUMNS}
+    found["overrides"], found["settings_digest"] = " ".join(overrides), digest
+    found["few_label_dci"] = json.dumps(metrics["few_label_dci"]) if metrics.get("few_label_dci") else ""
+    return found
+
+
+def recorded_metrics(out: Path, digests: dict[str, str]) -> dict[str, dict]:
+    """Metrics of the runs `<out>/results.csv` records, by run name, where the record's settings digest is the
+    planned run's (`digests`): the record of runs whose directories were removed. Records of other settings
+    are not comparable and are left out."""
+    path = out / "results.csv"
+    if not path.is_file():
+        return {}
+    recorded, other = {}, 0
+    with path.open(newline="") as handle:
+        for line in csv.DictReader(handle):
+            name = run_name(line["method"], float(line["beta"]), int(line["seed"]))
+            if line.get("settings_digest") != digests.get(name):
+                other += 1
+                continue
+            metrics = {key: value if key in TEXT_COLUMNS else None if not value else
+                       int(value) if key in ("seed", "steps") else float(value) for key, value in line.items()
+                       if key in COLUMNS}
+            metrics["train_recon_loss"] = metrics.pop("recon_loss")
+            few = metrics.pop("few_label_dci")
+            if few:
+                metrics["few_label_dci"] = json.loads(few)
+            recorded[name] = metrics
+    if other:
+        print(f"[study] {path}: {other} recorded run(s) of other settings (presets, overrides or seeds) left out",
+              flush=True)
+    return recorded
 
 
 def spearman_by_group(rows: list[dict]) -> dict[str, dict]:
@@ -127,6 +167,10 @@ def markdown(rows: list[dict], summary: list[dict], correlation: dict, overrides
     verdict = "met" if bar_met(summary) else "NOT met"
     if any(s["seeds"] < 3 for s in summary):
         verdict = f"undecided (fewer than 3 seeds in some setting; on these runs it would be {verdict})"
+    ada = [s["dci_disentanglement"] for s in summary if s["method"] == "ada_gvae"]
+    beta = [s["dci_disentanglement"] for s in summary if s["method"] == "beta_vae"]
+    if ada and beta and max(beta) > 0:
+        verdict += f" (Ada-GVAE {ada[0]:.3f}, best beta-VAE {max(beta):.3f}: {ada[0] / max(beta):.2f}x)"
     lines += ["", f"Bar (median DCI of Ada-GVAE >= {BAR_DCI} and >= {BAR_RATIO:g}x the best beta-VAE median): {verdict}",
               f"Overrides: {' '.join(overrides) or '(preset as is)'}; per-run rows in the CSV."]
     return "\n".join(lines) + "\n"
@@ -175,16 +219,19 @@ def main(argv: list[str] | None = None) -> int:
     methods = [(method, planned_run(method, beta, seed, args.overrides, args.out, args.labels, args.label_draws))
                for seed in args.seeds for method, beta in SETTINGS]
     plan = [run for _, run in methods]
+    digests = {run.name: settings_digest(run) for run in plan}
+    recorded = recorded_metrics(args.out, digests)
     trained = [] if args.finished_only else [run for method, run in methods if args.only is None or method in args.only]
+    trained = [run for run in trained if run.name not in recorded or run_dir(args.out, run).is_dir()]
     for run in trained:
         ensure_run(args.out, run)
     # Runs other processes held may have finished meanwhile: read every metrics.json now, once.
-    metrics_of = {run.name: read_metrics(args.out, run) for run in plan}
+    metrics_of = {run.name: read_metrics(args.out, run) or recorded.get(run.name) for run in plan}
     finished = [metrics for metrics in metrics_of.values() if metrics is not None]
     if args.finished_only and not finished:
         print(f"no finished runs under {args.out / 'runs'} yet", file=sys.stderr)
         return 0
-    rows = [row(metrics) for metrics in finished]
+    rows = [row(metrics, args.overrides, digests[name]) for name, metrics in metrics_of.items() if metrics is not None]
     pending = [run for run in trained if metrics_of[run.name] is None]
     if pending:
         print(f"[study] {len(pending)} run(s) still training in other processes: the table below "

@@ -300,6 +300,7 @@ def test_damaged_rng_state_is_an_error_unless_resume_inexact(finished_run, tmp_p
     ("train.learning_rate=-1", "train.learning_rate must be a number > 0, got -1.0"),
     ("train.learning_rate=0", "train.learning_rate must be a number > 0, got 0.0"),
     ("train.warmup_steps=-1", "train.warmup_steps must be >= 0, got -1"),
+    ("train.lr_schedule=cos", "train.lr_schedule must be one of exponential, cosine, got 'cos'"),
     ("train.grad_clip=-1", "train.grad_clip must be >= 0 (0: no clipping), got -1.0"),
     ("train.keep_checkpoints=-1", "train.keep_checkpoints must be >= 0 (0: keep every checkpoint), got -1"),
     ("train.max_nonfinite_steps=-1", "train.max_nonfinite_steps must be >= 0, got -1"),

@@ -1,5 +1,6 @@
 """The training entry point end to end: outputs, exact resumption, and one-line errors for bad input."""
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -216,3 +217,22 @@ def test_task_registry_names_match_and_unknown_tasks_are_refused():
     assert all(task_class(name).name == name for name in TASKS)
     with pytest.raises(ConfigError, match="unknown task 'nope'; known tasks: discovery"):
         task_class("nope")
+
+
+def test_cosine_schedule_warms_up_then_reaches_zero_at_the_last_step():
+    from training.schedule import learning_rate_schedule
+
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=2.0)
+    scheduler = learning_rate_schedule(optimizer, "cosine", warmup_steps=2, decay_steps=1, max_steps=6)
+    rates = []
+    for _ in range(8):
+        rates.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    cosine = [0.5 * (1 + math.cos(math.pi * step / 6)) for step in range(6)] + [0.0, 0.0]
+    expected = [2.0 * min(1.0, (step + 1) / 2) * cosine[step] for step in range(8)]
+    assert rates == pytest.approx(expected)
+    assert rates[0] == pytest.approx(1.0) and rates[3] == pytest.approx(1.0) and rates[6] == rates[7] == 0.0
+    exponential = learning_rate_schedule(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=2.0),
+                                         "exponential", warmup_steps=0, decay_steps=1, max_steps=6)
+    assert exponential.lr_lambdas[0](3) == pytest.approx(0.125)  # halves every decay step, ignores max_steps

@@ -120,7 +120,9 @@ def test_study_statistics_by_hand():
     assert bar_met(medians(rows))
     rows[0]["dci_disentanglement"] = 0.48  # ... and now to 0.48: below 0.5
     assert not bar_met(medians(rows))
-    assert "NOT met" in markdown(rows, medians(rows), correlation, [])
+    ada = next(s["dci_disentanglement"] for s in medians(rows) if s["method"] == "ada_gvae")
+    assert f"NOT met (Ada-GVAE {ada:.3f}, best beta-VAE 0.250: {ada / 0.25:.2f}x)" in markdown(
+        rows, medians(rows), correlation, [])
 
 
 def test_study_few_label_table_compares_selection_with_full_labels():
@@ -241,3 +243,32 @@ def test_study_only_trains_the_methods_asked_for_and_names_unknown_ones(tmp_path
     with pytest.raises(SystemExit):
         study.main(["--out", str(tmp_path), "--only", "ada_gvea"])
     assert "--only: unknown method(s) ada_gvea" in capsys.readouterr().err
+
+
+def test_study_keeps_runs_its_csv_records_when_their_directories_are_gone(tmp_path, monkeypatch):
+    """Run directories are not kept, the CSV is: a later --only adds methods instead of dropping recorded runs,
+    and the recorded few-label scores survive; rows recorded under other overrides are not reused."""
+    import shutil
+
+    import studies.weak_vae as study
+
+    trained = []
+    monkeypatch.setattr(study, "ensure_run", lambda out, run: trained.append(run.name))
+    scores = {"ada_gvae-beta4-seed0": 0.4, "beta_vae-beta1-seed0": 0.1}
+    for name, dci in scores.items():
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        method, beta = name.split("-")[0], float(name.split("-")[1][4:])
+        metrics = {"method": method, "beta": beta, "seed": 0, "dci_disentanglement": dci, "mig": dci / 2, "sap": 0.01,
+                   "modularity": 0.8, "train_recon_loss": 100 * dci, "few_label_dci": {"100": [dci, dci - 0.05]}}
+        (tmp_path / "runs" / name / "metrics.json").write_text(json.dumps(metrics))
+    assert study.main(["--out", str(tmp_path), "--seeds", "0", "--only", "ada_gvae", "--labels", "100"]) == 0
+    first = (tmp_path / "results.csv").read_text()
+    shutil.rmtree(tmp_path / "runs")
+    trained.clear()
+    assert study.main(["--out", str(tmp_path), "--seeds", "0", "--only", "ada_gvae,gvae", "--labels", "100"]) == 0
+    assert trained == ["gvae-beta4-seed0"]  # the recorded Ada-GVAE run is not trained again
+    assert (tmp_path / "results.csv").read_text() == first
+    assert "| 100 | all (2) |" in (tmp_path / "results.md").read_text()  # few-label scores read back from the CSV
+    trained.clear()
+    assert study.main(["--out", str(tmp_path), "--seeds", "0", "--only", "ada_gvae", "train.max_steps=10"]) == 0
+    assert trained == ["ada_gvae-beta4-seed0"]  # recorded under other overrides: not comparable, trained

@@ -70,6 +70,7 @@ class ModelConfig:
 
 
 MIXED_PRECISIONS = ("no", "bf16", "fp16", "auto")
+LR_SCHEDULES = ("exponential", "cosine")  # training/schedule.py
 
 
 @dataclass
@@ -81,7 +82,8 @@ class TrainConfig:
     time_limit_minutes: float | None = None
     learning_rate: float = 1e-3
     warmup_steps: int = 100
-    decay_steps: int = 2000  # learning rate halves every `decay_steps`
+    decay_steps: int = 2000  # learning rate halves every `decay_steps` (lr_schedule "exponential")
+    lr_schedule: str = "exponential"  # or "cosine": from the warmup down to 0 at max_steps
     batches_per_epoch: int = 500  # length of one resampled pass; resumption replays epochs exactly
     grad_clip: float = 1.0
     seed: int = 0
@@ -375,6 +377,8 @@ def validate_train_numbers(train: TrainConfig) -> None:
     _at_least("train", train, ("eval_every",), 0, " (0: no evaluation during training)")
     _at_least("train", train, ("keep_checkpoints",), 0, " (0: keep every checkpoint)")
     _at_least("train", train, ("grad_clip",), 0, " (0: no clipping)")
+    if train.lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"train.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {train.lr_schedule!r}")
     if not train.learning_rate > 0 or train.learning_rate == float("inf"):
         raise ConfigError(f"train.learning_rate must be a number > 0, got {train.learning_rate}")
 

@@ -29,7 +29,7 @@ from training.jsonl import append_jsonl, truncate_jsonl
 from training.precision import resolve_mixed_precision
 from training.resume_config import explicit_keys, flatten, resumed_config
 from training.run_lock import RunLock, RunLockError
-from training.schedule import warmup_exponential_decay
+from training.schedule import learning_rate_schedule
 from training.tasks import Task, make_task
 
 T = TypeVar("T")
@@ -309,7 +309,8 @@ def train_locked(config: RunConfig, task: Task, run_dir: Path, changes: list[str
 
     model = task.build_model()
     optimizer = torch.optim.Adam(task.param_groups(model), lr=config.train.learning_rate)
-    scheduler = warmup_exponential_decay(optimizer, config.train.warmup_steps, config.train.decay_steps)
+    scheduler = learning_rate_schedule(optimizer, config.train.lr_schedule, config.train.warmup_steps,
+                                       config.train.decay_steps, config.train.max_steps)
     training_step, optimizer, scheduler = accelerator.prepare(TrainingStep(task, model), optimizer, scheduler)
     resumed = TrainerState(0)
     if resume_point is not None:

@@ -1,6 +1,8 @@
-"""Schedules: the Slot Attention paper's learning rate (linear warmup, then exponential decay) and the linear
-ramp that loss weights follow."""
+"""Schedules: the learning rate (the Slot Attention paper's linear warmup then exponential decay, or a warmup
+then cosine decay to zero at the last step) and the linear ramp that loss weights follow."""
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -15,6 +17,28 @@ def warmup_exponential_decay(
         return warmup * 0.5 ** (step / decay_steps)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def warmup_cosine_decay(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """lr(step) = base_lr * min(1, (step + 1) / warmup) * (1 + cos(pi * step / total_steps)) / 2: the rate falls
+    to zero at the run's last step, so late steps settle what the early, fast ones found (0 after the end)."""
+
+    def factor(step: int) -> float:
+        warmup = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+        return warmup * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def learning_rate_schedule(optimizer: torch.optim.Optimizer, schedule: str, warmup_steps: int, decay_steps: int,
+                           max_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The scheduler `train.lr_schedule` names: "exponential" halves every `decay_steps`, "cosine" reaches zero
+    at `max_steps` (so the horizon is the step count, not a time limit)."""
+    if schedule == "cosine":
+        return warmup_cosine_decay(optimizer, warmup_steps, max_steps)
+    return warmup_exponential_decay(optimizer, warmup_steps, decay_steps)
 
 
 def linear_ramp(step: int, start: int, steps: int) -> float:
