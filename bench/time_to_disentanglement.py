@@ -9,9 +9,10 @@ achieved FLOP/s of each training step against this machine's measured matmul pea
         "lr 1e-4=train.learning_rate=1e-4"                            # ablations: the first preset, one choice undone
 
 Each preset trains until its own `train.max_steps` or `train.time_limit_minutes` = --minutes, whichever comes
-first (a preset with a cosine learning rate is built for its step count: its rate reaches zero there), and scores DCI (`vae.quick_dci_points`
-points, the run's importance model) and MIG every `--eval-every` steps; the minutes on the curve leave out
-the time spent scoring, so they are what a run without the intermediate scores takes. Writes
+first (a preset with a cosine learning rate is built for its step count: its rate reaches zero there), and
+scores DCI (`vae.quick_dci_points` points, the run's importance model) and MIG every `--eval-every` steps;
+the minutes on the curve leave out the time spent scoring, so they are what a run without the intermediate
+scores takes. Writes
 `time_to_disentanglement.csv` and `.png` into --output-dir and prints the curves, DCI at a third, two
 thirds and all of the budget for each run (the ablation table), and steps/s, FLOP/s and final DCI with
 ratios to the baseline (the last preset named).

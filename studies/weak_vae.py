@@ -129,11 +129,17 @@ def medians(rows: list[dict]) -> list[dict]:
 BAR_DCI, BAR_RATIO = 0.5, 2.0
 
 
-def bar_met(summary: list[dict]) -> bool:
-    """Median DCI of Ada-GVAE >= BAR_DCI and >= BAR_RATIO x the best beta-VAE setting's median."""
+def bar_medians(summary: list[dict]) -> tuple[float, float] | None:
+    """(Ada-GVAE's median DCI, the best beta-VAE setting's median DCI); None while either is missing."""
     ada = [s["dci_disentanglement"] for s in summary if s["method"] == "ada_gvae"]
     beta = [s["dci_disentanglement"] for s in summary if s["method"] == "beta_vae"]
-    return bool(ada and beta and ada[0] >= BAR_DCI and ada[0] >= BAR_RATIO * max(beta))
+    return (ada[0], max(beta)) if ada and beta else None
+
+
+def bar_met(summary: list[dict]) -> bool:
+    """Median DCI of Ada-GVAE >= BAR_DCI and >= BAR_RATIO x the best beta-VAE setting's median."""
+    compared = bar_medians(summary)
+    return compared is not None and compared[0] >= BAR_DCI and compared[0] >= BAR_RATIO * compared[1]
 
 
 def few_label_selection(rows: list[dict], runs: list[dict]) -> list[dict]:
@@ -167,10 +173,10 @@ def markdown(rows: list[dict], summary: list[dict], correlation: dict, overrides
     verdict = "met" if bar_met(summary) else "NOT met"
     if any(s["seeds"] < 3 for s in summary):
         verdict = f"undecided (fewer than 3 seeds in some setting; on these runs it would be {verdict})"
-    ada = [s["dci_disentanglement"] for s in summary if s["method"] == "ada_gvae"]
-    beta = [s["dci_disentanglement"] for s in summary if s["method"] == "beta_vae"]
-    if ada and beta and max(beta) > 0:
-        verdict += f" (Ada-GVAE {ada[0]:.3f}, best beta-VAE {max(beta):.3f}: {ada[0] / max(beta):.2f}x)"
+    compared = bar_medians(summary)
+    if compared is not None and compared[1] > 0:
+        ada, beta = compared
+        verdict += f" (Ada-GVAE {ada:.3f}, best beta-VAE {beta:.3f}: {ada / beta:.2f}x)"
     lines += ["", f"Bar (median DCI of Ada-GVAE >= {BAR_DCI} and >= {BAR_RATIO:g}x the best beta-VAE median): {verdict}",
               f"Overrides: {' '.join(overrides) or '(preset as is)'}; per-run rows in the CSV."]
     return "\n".join(lines) + "\n"

@@ -7,14 +7,18 @@ import math
 import torch
 
 
+def warmup_factor(step: int, warmup_steps: int) -> float:
+    """The linear warm-up both learning-rate schedules share: (step + 1) / warmup_steps, capped at 1."""
+    return min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+
+
 def warmup_exponential_decay(
     optimizer: torch.optim.Optimizer, warmup_steps: int, decay_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """lr(step) = base_lr * min(1, step / warmup) * 0.5 ** (step / decay_steps)."""
 
     def factor(step: int) -> float:
-        warmup = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
-        return warmup * 0.5 ** (step / decay_steps)
+        return warmup_factor(step, warmup_steps) * 0.5 ** (step / decay_steps)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
@@ -26,8 +30,8 @@ def warmup_cosine_decay(
     to zero at the run's last step, so late steps settle what the early, fast ones found (0 after the end)."""
 
     def factor(step: int) -> float:
-        warmup = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
-        return warmup * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+        cosine = 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+        return warmup_factor(step, warmup_steps) * cosine
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
