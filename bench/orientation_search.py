@@ -8,8 +8,9 @@ before each backward pass. Rows: the voxel VAE with the 24 rotations of the cube
 `VoxelVAE.cube_losses`, and the straightforward batched pass over `all_rotations` for comparison) and the glyph
 VAE with 36 planar angles, without and with 5 Adam refinement steps on the angle. Columns: a plain training
 step (forward, backward, Adam; no search) in float32 and in bf16 autocast (what `mixed_precision: auto` trains
-with where the CPU has native bf16), the search pass alone, search + training step, and the search's cost in
-plain steps. Every variant takes turns with the others over several rounds after a warm-up and the median is
+with where the CPU has native bf16), the search pass alone, search + training step, the search's cost in
+plain steps, and its FLOP ratio: the search's matmul and convolution FLOPs over a plain float32 step's
+(torch's FlopCounterMode), what the time ratio would be at one FLOP rate. Every variant takes turns with the others over several rounds after a warm-up and the median is
 reported, so a busy machine slows them alike; the absolute seconds still move with the load, the ratios much
 less. Inputs are random box unions (voxels) and random strokes (glyphs): the cost does not depend on them.
 """
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from orientation import all_rotations, best_of_group, rotate_voxels
 from weak_supervision.orientation_vae import (GlyphVAE, OrientationSearch, VoxelVAE, native_bf16, per_sample_loss,
@@ -80,6 +82,24 @@ def straightforward_cube_search(model: nn.Module, inputs: torch.Tensor) -> Calla
 
 def library_search(model: nn.Module, inputs: torch.Tensor, search: OrientationSearch) -> Callable[[], torch.Tensor]:
     return lambda: search_orientation(model, inputs, search)[0]
+
+
+def counted_flops(run: Callable[[], object]) -> int:
+    """Matmul and convolution FLOPs of one call (torch's FlopCounterMode; elementwise work is not counted)."""
+    with FlopCounterMode(display=False) as counter:
+        run()
+    return counter.get_total_flops()
+
+
+def flop_ratio(case: Case) -> float:
+    """The search pass's FLOPs over a plain float32 training step's (forward and backward) on the same batch:
+    what the time ratio would be if both ran at the same FLOP rate."""
+    def plain_step() -> None:
+        per_sample_loss(case.model, case.inputs, sample=True)[0].mean().backward()
+
+    step = counted_flops(plain_step)
+    case.model.zero_grad(set_to_none=True)
+    return counted_flops(case.choose) / step
 
 
 def time_cases(cases: list[Case], steps: int, rounds: int, bf16: bool) -> dict[str, dict[str, float]]:
@@ -164,22 +184,23 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         search = OrientationSearch("planar", planar_angles=args.angles, refine_steps=refine, precision=args.precision)
         cases.append(Case(f"glyphs, {args.angles} angles" + (f" + {refine} refine steps" if refine else ""), model,
                           glyphs, library_search(model, glyphs, search)))
+    flops = {case.name: flop_ratio(case) for case in cases}
     table = time_cases(cases, args.steps, args.rounds, bf16)
 
     print(f"batch {args.batch}, voxels {args.size}^3, glyphs {args.resolution}^2, width {args.width}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, native bf16 {'yes' if bf16 else 'no'}, "
           f"search precision {args.precision}; median of {args.rounds} x {args.steps} calls, seconds")
     columns = ["plain step fp32", "plain step bf16", "search pass", "search + step", "search / plain fp32",
-               "search / plain bf16"]
+               "search / plain bf16", "FLOP ratio"]
     print("| case | " + " | ".join(columns) + " |")
     print("|---|" + "---:|" * len(columns))
     rows = []
     for name, times in table.items():
         plain_bf16 = times.get("plain_bf16", float("nan"))
         values = [times["plain_fp32"], plain_bf16, times["search"], times["search_step"],
-                  times["search"] / times["plain_fp32"], times["search"] / plain_bf16]
+                  times["search"] / times["plain_fp32"], times["search"] / plain_bf16, flops[name]]
         rows.append([name, *values])
-        cells = [f"{v:.4f}" for v in values[:4]] + [f"{v:.2f}x" for v in values[4:]]
+        cells = [f"{v:.4f}" for v in values[:4]] + [f"{v:.2f}x" for v in values[4:6]] + [f"{values[6]:.1f}x"]
         print(f"| {name} | " + " | ".join(cells) + " |")
     if args.csv:
         with open(args.csv, "w", newline="") as handle:

@@ -275,5 +275,8 @@ def test_the_benchmark_prints_its_table_and_writes_the_csv(tmp_path, capsys):
                              "--angles", "4", "--csv", str(csv_path)])
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("| voxels", "| glyphs"))]
     assert len(rows) == 4 and all(row.rstrip().endswith("x |") for row in rows)
+    # 24 inference passes against one forward and backward: the voxel search counts several times the FLOPs
+    voxel_flop_ratio = float(rows[0].split("|")[-2].strip().rstrip("x"))
+    assert voxel_flop_ratio > 4
     lines = csv_path.read_text().splitlines()
     assert lines[0].startswith("case,plain_step_fp32,") and len(lines) == 5

@@ -272,3 +272,25 @@ def test_study_keeps_runs_its_csv_records_when_their_directories_are_gone(tmp_pa
     trained.clear()
     assert study.main(["--out", str(tmp_path), "--seeds", "0", "--only", "ada_gvae", "train.max_steps=10"]) == 0
     assert trained == ["ada_gvae-beta4-seed0"]  # recorded under other overrides: not comparable, trained
+
+
+def test_beta_warm_up_rises_from_one_to_beta_in_the_logged_loss(tmp_path):
+    from training.options.vae import warmed_beta
+
+    assert [warmed_beta(4.0, 4, step) for step in (0, 1, 2, 4, 9)] == [1.0, 1.75, 2.5, 4.0, 4.0]
+    assert warmed_beta(4.0, 0, 0) == 4.0
+    assert train_slots.main(vae_args(tmp_path, "warm", "vae.method=beta_vae", "vae.beta=4",
+                                     "vae.beta_warmup_steps=4", "vae.metrics=[mig]")) == 0
+    logs = [json.loads(line) for line in (tmp_path / "runs" / "warm" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["beta"] for r in logs] == [1.0, 1.75, 2.5, 3.25]
+    # beta-VAE's loss is recon + beta * KL: the logged parts reproduce it at the warmed beta
+    for r in logs:
+        assert r["loss"] == pytest.approx(r["recon_loss"] + r["beta"] * r["kl"], rel=1e-4)
+
+
+@pytest.mark.parametrize("setting, message", [("vae.beta_warmup_steps=-1", "must be >= 0, got -1"),
+                                              ("vae.beta=0.5", "needs vae.beta >= 1, got 0.5")])
+def test_beta_warm_up_refuses_settings_it_cannot_honour(tmp_path, capsys, setting, message):
+    assert train_slots.main(vae_args(tmp_path, "bad", "vae.beta_warmup_steps=10", setting)) == 2
+    err = capsys.readouterr().err
+    assert "vae.beta_warmup_steps" in err and message in err

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from training.errors import ConfigError
+from training.schedule import linear_ramp
 from weak_supervision.methods import MethodConfig
 
 if TYPE_CHECKING:
@@ -19,6 +20,9 @@ class VAEConfig:
 
     method: str = "ada_gvae"  # see weak_supervision.METHODS
     beta: float = 1.0
+    # beta rises linearly from 1 to `beta` over these steps (0: constant). Early on the KL weight decides how
+    # many latents stay active; a gentle start keeps a factor from spreading over a rotated basis of several.
+    beta_warmup_steps: int = 0
     latent_dim: int = 10
     gamma: float | None = None  # FactorVAE TC weight (10) / AnnealedVAE capacity weight (1000) when None
     lambda_od: float = 10.0  # DIP-VAE off-diagonal weight
@@ -46,8 +50,19 @@ def model_options(config: RunConfig) -> tuple[str, ...]:
 
 
 def validate(config: RunConfig) -> None:
-    """An unknown method is refused (with the known ones listed) before anything is written."""
+    """An unknown method or a warm-up that cannot rise is refused before anything is written."""
     method_config(config)
+    options = config.vae
+    if options.beta_warmup_steps < 0:
+        raise ConfigError(f"vae.beta_warmup_steps must be >= 0, got {options.beta_warmup_steps}")
+    if options.beta_warmup_steps and options.beta < 1:
+        raise ConfigError(f"vae.beta_warmup_steps raises beta from 1 to vae.beta: needs vae.beta >= 1, got "
+                          f"{options.beta} (set vae.beta_warmup_steps=0 for a constant beta below 1)")
+
+
+def warmed_beta(beta: float, warmup_steps: int, step: int) -> float:
+    """beta at `step`: linear from 1 to `beta` over `warmup_steps`, then constant."""
+    return 1.0 + (beta - 1.0) * linear_ramp(step, 0, warmup_steps)
 
 
 def method_config(config: RunConfig) -> MethodConfig:
@@ -61,4 +76,4 @@ def method_config(config: RunConfig) -> MethodConfig:
         raise ConfigError(f"vae.method: {error}") from None
 
 
-__all__ = ["MODEL_OPTIONS", "VAEConfig", "method_config", "model_options", "validate"]
+__all__ = ["MODEL_OPTIONS", "VAEConfig", "method_config", "model_options", "validate", "warmed_beta"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from data.ground_truth import DSpritesSource, NpzDSpritesSource
 from metrics.disentanglement import dci, evaluate_all, mig, sample_representations
 from viz.traversal import save_latent_traversal
 from training.config import ConfigError
-from training.options.vae import method_config
+from training.options.vae import method_config, warmed_beta
 from training.tasks.base import Task
 from weak_supervision import FactorDiscriminator, GaussianEncoderVAE, bernoulli_reconstruction, method_info, vae_loss
 
@@ -85,7 +86,12 @@ class VAETask(Task):
         frame0 = frames_for_vae(batch.frame0, self.config.vae.grayscale)
         frame1 = frames_for_vae(batch.frame1, self.config.vae.grayscale)
         changed = changed_labels(batch.factors).to(batch.frame0.device) if self.info.uses_labels else None
-        return vae_loss(model.vae, model.discriminator, self.method, frame0, frame1, changed, step=step)
+        warmup_steps = self.config.vae.beta_warmup_steps
+        if not warmup_steps:
+            return vae_loss(model.vae, model.discriminator, self.method, frame0, frame1, changed, step=step)
+        method = replace(self.method, beta=warmed_beta(self.method.beta, warmup_steps, step))
+        loss, logs = vae_loss(model.vae, model.discriminator, method, frame0, frame1, changed, step=step)
+        return loss, {**logs, "beta": method.beta}
 
     def representation_fn(self, model: nn.Module):
         """observations [n, 1, H, W] in [0, 1] -> posterior means [n, D], the representation dlib scores."""
