@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         values = [times["plain_fp32"], plain_bf16, times["search"], times["search_step"],
                   times["search"] / times["plain_fp32"], times["search"] / plain_bf16, flops[name]]
         rows.append([name, *values])
-        cells = [f"{v:.4f}" for v in values[:4]] + [f"{v:.2f}x" for v in values[4:6]] + [f"{values[6]:.1f}x"]
+        cells = ([f"{v:.4f}" for v in values[:4]] + [f"{v:.2f}x" for v in values[4:6]] + [f"{values[6]:.1f}x"])
+        cells = ["-" if cell.startswith("nan") else cell for cell in cells]  # no bf16 step where it is not native
         print(f"| {name} | " + " | ".join(cells) + " |")
     if args.csv:
         with open(args.csv, "w", newline="") as handle:
