@@ -10,9 +10,9 @@ VAE with 36 planar angles, without and with 5 Adam refinement steps on the angle
 step (forward, backward, Adam; no search) in float32 and in bf16 autocast (what `mixed_precision: auto` trains
 with where the CPU has native bf16), the search pass alone, search + training step, the search's cost in
 plain steps, and its FLOP ratio: the search's matmul and convolution FLOPs over a plain float32 step's
-(torch's FlopCounterMode), what the time ratio would be at one FLOP rate. Every variant takes turns with the others over several rounds after a warm-up and the median is
-reported, so a busy machine slows them alike; the absolute seconds still move with the load, the ratios much
-less. Inputs are random box unions (voxels) and random strokes (glyphs): the cost does not depend on them.
+(torch's FlopCounterMode), what the time ratio would be at one FLOP rate. Every variant takes turns with the
+others over several rounds after a warm-up and the median is reported, so a busy machine slows them alike; the
+absolute seconds still move with the load, the ratios much less. Inputs are random box unions (voxels) and random strokes (glyphs): the cost does not depend on them.
 """
 from __future__ import annotations
 
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         values = [times["plain_fp32"], plain_bf16, times["search"], times["search_step"],
                   times["search"] / times["plain_fp32"], times["search"] / plain_bf16, flops[name]]
         rows.append([name, *values])
-        cells = ([f"{v:.4f}" for v in values[:4]] + [f"{v:.2f}x" for v in values[4:6]] + [f"{values[6]:.1f}x"])
+        cells = [f"{v:.4f}" for v in values[:4]] + [f"{v:.2f}x" for v in values[4:6]] + [f"{values[6]:.1f}x"]
         cells = ["-" if cell.startswith("nan") else cell for cell in cells]  # no bf16 step where it is not native
         print(f"| {name} | " + " | ".join(cells) + " |")
     if args.csv:

@@ -147,6 +147,21 @@ def study_parser(description: str, default_out: str) -> argparse.ArgumentParser:
     return parser
 
 
+def add_only_option(parser: argparse.ArgumentParser, what: str, example: str) -> None:
+    """--only: train a slice of the study (e.g. one model while another process or machine trains the rest);
+    the table still summarises every finished run, so slices add up to the whole study."""
+    parser.add_argument("--only", type=lambda text: text.split(","), default=None, metavar=f"{what.upper()},...",
+                        help=f"train only these {what}s' runs (e.g. {example}); the table still summarises every "
+                             "finished run of the study")
+
+
+def check_only(parser: argparse.ArgumentParser, only: list[str] | None, what: str, known: Sequence[str]) -> None:
+    """A name --only does not know ends the study at once with the study's names, not after hours of the rest."""
+    unknown = set(only or ()) - set(known)
+    if unknown:
+        parser.error(f"--only: unknown {what}(s) {', '.join(sorted(unknown))}; the study's: {', '.join(dict.fromkeys(known))}")
+
+
 @contextmanager
 def readme_errors() -> Iterator[None]:
     """A README that cannot take the block ends the study with the one-line error, not a traceback."""

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from studies.runner import PlannedRun, ensure_run, read_metrics, results_doc, study_parser, write_results
+from studies.runner import (PlannedRun, add_only_option, check_only, ensure_run, read_metrics, results_doc,
+                            study_parser, write_results)
 from viz.plots import plt
 
 #: The block of the results document the study writes: between <!-- weak_slots_study:begin --> and <!-- weak_slots_study:end -->.
@@ -37,7 +38,8 @@ MODELS = {
     "ada_gvae": (1, ("weak_slots.method=ada_gvae",)),
 }
 SCORES = ("fg_ari", "object_dci_disentanglement", "object_dci_completeness", "object_mig", "object_sap",
-          "object_modularity", "object_matched_fraction", "object_vector_dci_disentanglement")
+          "object_modularity", "object_matched_fraction", "object_vector_dci_disentanglement",
+          "object_angle_agreement", "object_angle_chance")
 COLUMNS = ("model", "seed", *SCORES, "steps", "train_seconds", "total_seconds")
 #: "clearly above": the weak objective's median per-object DCI must beat both baselines' by this much.
 DCI_MARGIN = 0.05
@@ -110,6 +112,11 @@ def markdown(summary: list[dict], overrides: list[str], rows: list[dict]) -> str
               f"| {s['object_dci_completeness']:.3f} | {s['object_mig']:.3f} | {s['object_sap']:.3f} "
               f"| {s['object_modularity']:.3f} | {s['object_matched_fraction']:.2f} "
               f"| {s['object_vector_dci_disentanglement']:.3f} |" for s in summary]
+    searched = [s for s in summary if not np.isnan(s["object_angle_agreement"])]
+    if searched:  # runs with model.orientation_search: does the chosen angle follow the object's orientation?
+        lines += ["", "| model | median angle agreement | uniform angles would reach |", "|---|---|---|"]
+        lines += [f"| {s['model']} | {s['object_angle_agreement']:.3f} | {s['object_angle_chance']:.3f} |"
+                  for s in searched]
     lines += ["", *per_seed(rows)]
     lines += ["", f"Bar (median per-object DCI of ada_gvae >= both baselines + {DCI_MARGIN}, FG-ARI at most "
                   f"{FG_ARI_TOLERANCE} below the autoencoder): {verdict(summary)}",
@@ -140,14 +147,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenes", choices=tuple(SCENES), default="default",
                         help="default: the default run's 32x32 scenes (presets default, weak_slots); objects64: "
                              "64x64 scenes of 2-3 large objects (presets discovery_64, weak_slots_64)")
+    add_only_option(parser, "model", "ada_gvae")
     args = parser.parse_args(argv)
+    check_only(parser, args.only, "model", list(MODELS))
     doc = results_doc(args, README_BLOCK)
     start = time.time()
     plan = [(model, seed, planned_run(args.out, model, seed, args.overrides, args.scenes))
             for seed in args.seeds for model in MODELS]
     if not args.finished_only:
-        for _, _, run in plan:
-            ensure_run(args.out, run)
+        for model, _, run in plan:
+            if args.only is None or model in args.only:
+                ensure_run(args.out, run)
     rows = []
     for model, seed, run in plan:
         metrics = read_metrics(args.out, run)

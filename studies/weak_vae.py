@@ -28,8 +28,8 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from metrics.disentanglement.few_labels import selection_from_few_labels
-from studies.runner import (PlannedRun, comma_separated_ints, ensure_run, read_metrics, results_doc, run_dir,
-                            settings_digest, study_parser, write_results)
+from studies.runner import (PlannedRun, add_only_option, check_only, comma_separated_ints, ensure_run, read_metrics,
+                            results_doc, run_dir, settings_digest, study_parser, write_results)
 from viz.plots import plt
 
 #: The block of the results document the study writes: between <!-- weak_study:begin --> and <!-- weak_study:end -->.
@@ -212,16 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labels", type=comma_separated_ints, default=None,
                         help="comma-separated numbers of labelled points to score every run from (e.g. 100,1000)")
     parser.add_argument("--label-draws", type=int, default=10, help="draws of the labelled points per number")
-    parser.add_argument("--only", type=lambda text: text.split(","), default=None, metavar="METHOD,...",
-                        help="train only these methods' settings (e.g. ada_gvae,beta_vae); the table still "
-                             "summarises every finished run of the study")
+    add_only_option(parser, "method", "ada_gvae,beta_vae")
     args = parser.parse_args(argv)
     doc = results_doc(args, README_BLOCK)
     start = time.time()
-    unknown = set(args.only or ()) - {method for method, _ in SETTINGS}
-    if unknown:
-        parser.error(f"--only: unknown method(s) {', '.join(sorted(unknown))}; the study's: "
-                     f"{', '.join(dict.fromkeys(m for m, _ in SETTINGS))}")
+    check_only(parser, args.only, "method", [method for method, _ in SETTINGS])
     methods = [(method, planned_run(method, beta, seed, args.overrides, args.out, args.labels, args.label_draws))
                for seed in args.seeds for method, beta in SETTINGS]
     plan = [run for _, run in methods]

@@ -601,12 +601,32 @@ SMOKE_SIZES = ["data.resolution=16", "data.num_train=64", "data.num_eval=32", "d
                "eval.num_visualise=2", "weak_slots.object_metrics=[dci,mig]"]
 
 
-def test_weak_slots_comparison_end_to_end(tmp_path):
+def test_weak_slots_table_reports_angle_agreement_of_searching_runs_only():
+    """Runs with model.orientation_search report how often the chosen angle follows the object; the table
+    gives its median beside chance, and leaves it out for models that did not search."""
+    from studies.weak_slots import SCORES, markdown, medians
+
+    rows = [{key: 0.5 for key in SCORES} | {"model": model, "seed": 0, "steps": 10, "object_angle_agreement": None,
+                                             "object_angle_chance": None}
+            for model in ("autoencoder", "slot_vae", "ada_gvae")]
+    assert "angle agreement" not in markdown(medians(rows), [], rows)
+    rows[2] |= {"object_angle_agreement": 0.8, "object_angle_chance": 0.2}
+    rows.append(rows[2] | {"seed": 1, "object_angle_agreement": 0.6})
+    table = markdown(medians(rows), [], rows)
+    angle_table = table.split("median angle agreement")[1].split("\n\n")[0]
+    assert "| ada_gvae | 0.700 | 0.200 |" in angle_table and "slot_vae" not in angle_table
+
+
+def test_weak_slots_comparison_end_to_end(tmp_path, capsys):
     """One seed of the three models through the study command: every run trains through train_slots.py,
     the autoencoder's slots are scored afterwards, and the table reports the bar as undecided."""
     from studies.weak_slots import main as study
 
     out = tmp_path / "study"
+    slice_args = ["--out", str(out), "--seeds", "0", f"data.root={tmp_path / 'data'}", *SMOKE_SIZES]
+    assert study([*slice_args, "--only", "ada_gvae"]) == 0  # a slice: one model trained, the table reads it alone
+    assert sorted(path.name for path in (out / "runs").iterdir()) == ["ada_gvae-seed0"]
+    assert [row["model"] for row in csv.DictReader((out / "results.csv").open())] == ["ada_gvae"]
     assert study(["--out", str(out), "--seeds", "0", f"data.root={tmp_path / 'data'}", *SMOKE_SIZES]) == 0
     for model in ("autoencoder", "slot_vae", "ada_gvae"):
         metrics = json.loads((out / "runs" / f"{model}-seed0" / "metrics.json").read_text())
@@ -636,6 +656,9 @@ def test_weak_slots_comparison_end_to_end(tmp_path):
     names = {f"z{i}" for i in range(16)} | {"frame_x", "frame_y", "frame_scale_x", "frame_scale_y"}
     assert all(0.0 <= row["test_accuracy"] <= 1.0 and 0.0 <= row["frame_share"] <= 1.0 and row["top_code"] in names
                for row in readout)
+    with pytest.raises(SystemExit):
+        study(["--out", str(out), "--only", "ada_gvea,slot_vae"])
+    assert "--only: unknown model(s) ada_gvea; the study's: autoencoder, slot_vae, ada_gvae" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="train.max_steps differ"):  # finished runs are reused only as trained
         study(["--out", str(out), "--seeds", "0", f"data.root={tmp_path / 'data'}", *SMOKE_SIZES,
                "train.max_steps=5"])
