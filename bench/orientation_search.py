@@ -12,7 +12,8 @@ with where the CPU has native bf16), the search pass alone, search + training st
 plain steps, and its FLOP ratio: the search's matmul and convolution FLOPs over a plain float32 step's
 (torch's FlopCounterMode), what the time ratio would be at one FLOP rate. Every variant takes turns with the
 others over several rounds after a warm-up and the median is reported, so a busy machine slows them alike; the
-absolute seconds still move with the load, the ratios much less. Inputs are random box unions (voxels) and random strokes (glyphs): the cost does not depend on them.
+absolute seconds still move with the load, the ratios much less. Inputs are random box unions (voxels) and
+random strokes (glyphs): the cost does not depend on them.
 """
 from __future__ import annotations
 

@@ -159,7 +159,8 @@ def check_only(parser: argparse.ArgumentParser, only: list[str] | None, what: st
     """A name --only does not know ends the study at once with the study's names, not after hours of the rest."""
     unknown = set(only or ()) - set(known)
     if unknown:
-        parser.error(f"--only: unknown {what}(s) {', '.join(sorted(unknown))}; the study's: {', '.join(dict.fromkeys(known))}")
+        parser.error(f"--only: unknown {what}(s) {', '.join(sorted(unknown))}; "
+                     f"the study's: {', '.join(dict.fromkeys(known))}")
 
 
 @contextmanager

@@ -623,11 +623,11 @@ def test_weak_slots_comparison_end_to_end(tmp_path, capsys):
     from studies.weak_slots import main as study
 
     out = tmp_path / "study"
-    slice_args = ["--out", str(out), "--seeds", "0", f"data.root={tmp_path / 'data'}", *SMOKE_SIZES]
-    assert study([*slice_args, "--only", "ada_gvae"]) == 0  # a slice: one model trained, the table reads it alone
+    study_args = ["--out", str(out), "--seeds", "0", f"data.root={tmp_path / 'data'}", *SMOKE_SIZES]
+    assert study([*study_args, "--only", "ada_gvae"]) == 0  # a slice: one model trained, the table reads it alone
     assert sorted(path.name for path in (out / "runs").iterdir()) == ["ada_gvae-seed0"]
     assert [row["model"] for row in csv.DictReader((out / "results.csv").open())] == ["ada_gvae"]
-    assert study(["--out", str(out), "--seeds", "0", f"data.root={tmp_path / 'data'}", *SMOKE_SIZES]) == 0
+    assert study(study_args) == 0  # the rest of the study: ada_gvae is reused, the other two are trained
     for model in ("autoencoder", "slot_vae", "ada_gvae"):
         metrics = json.loads((out / "runs" / f"{model}-seed0" / "metrics.json").read_text())
         for key in ("fg_ari", "object_dci_disentanglement", "object_mig", "object_matched_fraction",
