@@ -77,6 +77,7 @@ def autoencoder_parts(
     silhouette_head: bool = False,
     orientation_search: int = 0,
     orientation_refine_steps: int = 0,
+    orientation_window: int = 0,
 ) -> dict[str, Any]:
     """The keyword arguments of `SlotAutoencoder` (or of a subclass, such as the slot VAE) for these options.
 
@@ -109,13 +110,16 @@ def autoencoder_parts(
         if frames_kind is None:
             raise ModelOptionError("orientation_search turns each slot's frame: set slot_frames (e.g. "
                                    "translation_isotropic)")
+        if orientation_window and broadcast_size is not None:
+            raise ModelOptionError("orientation_window renders each slot's window at full resolution: it needs "
+                                   "broadcast_size null (no upsampling decoder)")
         try:
-            search = SlotOrientationSearch(orientation_search, orientation_refine_steps)
+            search = SlotOrientationSearch(orientation_search, orientation_refine_steps, window=orientation_window)
         except ValueError as error:
             raise ModelOptionError(f"orientation_search: {error}") from None
-    elif orientation_refine_steps:
-        raise ModelOptionError("orientation_refine_steps refines the angles of an orientation search: set "
-                               "orientation_search (the number of angles)")
+    elif orientation_refine_steps or orientation_window:
+        raise ModelOptionError("orientation_refine_steps and orientation_window belong to an orientation search: "
+                               "set orientation_search (the number of angles)")
     return dict(encoder=encoder, slot_init=slot_init, slot_attention=slot_attention, decoder=decoder,
                 resolution=tuple(resolution), num_iterations=num_iterations,
                 alpha_prior=None if prior is None else prior(), colour_values=colour,

@@ -15,6 +15,7 @@ from einops import einsum, rearrange
 from torch import nn
 
 from slots.attention import SlotAttention
+from slots.windows import PixelWindows
 
 
 def centred_grid(height: int, width: int, device: torch.device | None = None,
@@ -91,12 +92,18 @@ class AttentionFrames(nn.Module):
         return f"scale={self.scale}, isotropic={self.isotropic}"
 
 
-def relative_grid(frames: SlotFrames, height: int, width: int, scale_factor: float = 1.0) -> torch.Tensor:
+def relative_grid(frames: SlotFrames, height: int, width: int, scale_factor: float = 1.0,
+                  window: PixelWindows | None = None) -> torch.Tensor:
     """The image grid in every slot's frame: [B, K, H, W, 2] = A(angle) (grid - position) / (scale * scale_factor),
     A(angle) = [[cos, -sin], [sin, cos]] on (x, y) (the identity without angles): where the canonical rendering
-    of a slot is sampled, so a decoder that draws a shape upright draws it turned by the slot's angle."""
-    grid = centred_grid(height, width, frames.positions.device, frames.positions.dtype)
-    offset = rearrange(grid, "h w c -> 1 1 h w c") - rearrange(frames.positions, "b k c -> b k 1 1 c")
+    of a slot is sampled, so a decoder that draws a shape upright draws it turned by the slot's angle. With
+    `window` (of an H x W image) only each slot's window [B, K, S, S, 2]."""
+    if window is None:
+        grid = rearrange(centred_grid(height, width, frames.positions.device, frames.positions.dtype),
+                         "h w c -> 1 1 h w c")
+    else:
+        grid = window.grid(frames.positions.dtype)
+    offset = grid - rearrange(frames.positions, "b k c -> b k 1 1 c")
     if frames.angles is not None:
         cos = rearrange(frames.angles.cos(), "b k -> b k 1 1")
         sin = rearrange(frames.angles.sin(), "b k -> b k 1 1")

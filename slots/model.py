@@ -216,8 +216,9 @@ class SlotAutoencoder(nn.Module):
         slots and frames, scored on the pixels the slot's attention owns."""
         ownership = ownership_maps(attention.detach(), self.feature_grid(images.shape[-2:]), images.shape[-2:])
         slots, positions, scales = slots.detach(), frames.positions.detach(), frames.scales.detach()
-        return self.orientation_search(lambda angles: self.decoder(slots, SlotFrames(positions, scales, angles)),
-                                       images, ownership)
+        return self.orientation_search(
+            lambda angles, window: self.decoder(slots, SlotFrames(positions, scales, angles), window),
+            images, ownership, positions)
 
     def prior_logits(self, attention: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor | None:
         """What the alpha logits [B, K, H, W] are added to before the softmax over slots (None: nothing)."""

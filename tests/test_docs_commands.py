@@ -710,6 +710,7 @@ SMOKE: dict[str, Callable[[Workspace, DocCommand], Invocation | Skip]] = {
                                          "train.cpu_threads=1", "train.eval_images=8", "eval.sweep_slots=[2]",
                                          "data.num_train=16", "data.num_eval=4"),
     "bench.weak_slots": smoke_bench("--steps", "1", "--rounds", "1", *TINY_BENCH_MODEL),
+    "bench.allocator": smoke_bench("--cases", "discovery_64", "--steps", "1", "--rounds", "1", *TINY_BENCH_MODEL),
     "bench.time_to_disentanglement": smoke_bench("--minutes", "5", "--eval-every", "2", "--dci-points", "40",
                                                  "--output-dir", "{ws}/bench_results",
                                                  "data.root={ws}/data_cache/time_to_disentanglement",

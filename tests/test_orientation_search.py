@@ -9,7 +9,8 @@ from torch import nn
 from orientation import planar_angles, rotate_images
 from slots import build_autoencoder
 from slots.frames import SlotFrames, relative_grid
-from slots.orientation_search import SlotOrientationSearch, ownership_maps, slot_scores
+from slots.orientation_search import ScoredPixels, SlotOrientationSearch, ownership_maps, slot_scores
+from slots.windows import PixelWindows
 from training.config import ConfigError, build_config
 
 SIZE = 32
@@ -26,8 +27,8 @@ class LShapeDecoder(nn.Module):
         super().__init__()
         self.shape, self.sharpness = shape, sharpness
 
-    def inside(self, frames: SlotFrames) -> torch.Tensor:
-        grid = relative_grid(frames, SIZE, SIZE)
+    def inside(self, frames: SlotFrames, window: PixelWindows | None = None) -> torch.Tensor:
+        grid = relative_grid(frames, SIZE, SIZE, window=window)
         x, y = grid[..., 0], grid[..., 1]
         box = lambda lo_x, hi_x, lo_y, hi_y: (torch.sigmoid(self.sharpness * (x - lo_x))  # noqa: E731
                                                * torch.sigmoid(self.sharpness * (hi_x - x))
@@ -37,8 +38,8 @@ class LShapeDecoder(nn.Module):
             return box(-0.8, 0.8, -0.8, 0.8)
         return torch.maximum(box(-0.9, -0.2, -1.0, 1.0), box(-0.9, 0.9, 0.3, 1.0))  # a bar and a foot
 
-    def forward(self, slots: torch.Tensor, frames: SlotFrames) -> torch.Tensor:
-        inside = self.inside(frames)  # [B, K, H, W]
+    def forward(self, slots: torch.Tensor, frames: SlotFrames, window: PixelWindows | None = None) -> torch.Tensor:
+        inside = self.inside(frames, window)  # [B, K, H, W] (or [B, K, S, S])
         rgb = (2 * inside - 1).unsqueeze(2).expand(-1, -1, 3, -1, -1)
         logit = 10 * (inside - 0.5)
         return torch.cat([rgb, logit.unsqueeze(2), logit.unsqueeze(2)], dim=2)
@@ -56,13 +57,15 @@ def scene(decoder: LShapeDecoder, angle: float, position=(0.0, 0.0)) -> tuple[to
 
 def search_angle(decoder, search, image, ownership, frames) -> torch.Tensor:
     slots = torch.zeros(1, 2, 4)
-    render = lambda angles: decoder(slots, SlotFrames(frames.positions, frames.scales, angles))  # noqa: E731
-    return search(render, image, ownership)[0, 0]
+    render = lambda angles, window: decoder(slots, SlotFrames(frames.positions, frames.scales, angles),  # noqa: E731
+                                            window)
+    return search(render, image, ownership, frames.positions)[0, 0]
 
 
+@pytest.mark.parametrize("window", [0, 14])
 @pytest.mark.parametrize("index", [0, 1, 5, 9, 15])
-def test_the_search_picks_the_angle_the_object_was_drawn_at(index):
-    decoder, search = LShapeDecoder(), SlotOrientationSearch(16)
+def test_the_search_picks_the_angle_the_object_was_drawn_at(index, window):
+    decoder, search = LShapeDecoder(), SlotOrientationSearch(16, window=window)
     angle = float(planar_angles(16)[index])
     image, ownership, frames = scene(decoder, angle, position=(0.2, -0.1))
     assert search_angle(decoder, search, image, ownership, frames).item() == pytest.approx(angle)
@@ -100,7 +103,8 @@ def test_scores_prefer_the_rendering_that_draws_the_owned_pixels():
     image, ownership, frames = scene(decoder, 0.0)
     upright = decoder(torch.zeros(1, 2, 4), SlotFrames(frames.positions, frames.scales, torch.zeros(1, 2)))
     turned = decoder(torch.zeros(1, 2, 4), SlotFrames(frames.positions, frames.scales, torch.full((1, 2), 1.0)))
-    assert slot_scores(upright, image, ownership)[0, 0] < slot_scores(turned, image, ownership)[0, 0]
+    pixels = ScoredPixels.of(image, ownership)
+    assert slot_scores(upright, pixels)[0, 0] < slot_scores(turned, pixels)[0, 0]
 
 
 def test_ownership_maps_sum_to_one_over_slots_at_image_resolution():
@@ -144,6 +148,10 @@ def test_a_training_step_with_the_search_reaches_the_decoder_through_the_chosen_
     ({"orientation_search": 16}, "orientation_search turns each slot's frame: set slot_frames"),
     ({"orientation_search": 1, "slot_frames": "translation"}, "at least 2 angles"),
     ({"orientation_refine_steps": 3}, "set orientation_search"),
+    ({"orientation_window": 24}, "set orientation_search"),
+    ({"orientation_search": 16, "orientation_window": -1, "slot_frames": "translation"}, "window must be >= 0"),
+    ({"orientation_search": 16, "orientation_window": 24, "slot_frames": "translation", "broadcast_size": 8},
+     "orientation_window renders .* at full resolution"),
 ])
 def test_bad_orientation_search_options_are_one_line_errors(model, message):
     from training.build import build_model
@@ -254,7 +262,8 @@ def test_angle_agreement_by_hand():
     assert abs(uniform["object_angle_agreement"] - uniform["object_angle_chance"]) < 0.03
 
 
-def test_the_search_follows_the_generators_orientation_on_a_hand_made_decoder():
+@pytest.mark.parametrize("window", [0, 16])
+def test_the_search_follows_the_generators_orientation_on_a_hand_made_decoder(window):
     """Hearts of multi_dsprites drawn by the generator at several orientations, searched with a decoder that
     draws the generator's own upright heart: the chosen angles agree with the orientations (sign included)."""
     import numpy as np
@@ -263,15 +272,15 @@ def test_the_search_follows_the_generators_orientation_on_a_hand_made_decoder():
     from scoring.slot_angles import angle_agreement
 
     class HeartDecoder(LShapeDecoder):
-        def inside(self, frames):
-            grid = relative_grid(frames, SIZE, SIZE)  # canonical (x, y) in units of 0.3 of the half image
+        def inside(self, frames, window=None):
+            grid = relative_grid(frames, SIZE, SIZE, window=window)  # canonical (x, y) in units of 0.3 of the half image
             x, y = grid[..., 0] * 0.3 * SIZE / 2, grid[..., 1] * 0.3 * SIZE / 2
             drawn = silhouettes(np.array([2]), np.zeros((1, 1, 1)), np.zeros((1, 1, 1)), np.full((1, 1, 1), 6.0),
-                                np.zeros((1, 1, 1)), y.detach().numpy().reshape(1, -1, SIZE),
-                                x.detach().numpy().reshape(1, -1, SIZE))
+                                np.zeros((1, 1, 1)), y.detach().numpy().reshape(1, -1, x.shape[-1]),
+                                x.detach().numpy().reshape(1, -1, x.shape[-1]))
             return torch.from_numpy(drawn.astype(np.float32)).reshape(x.shape)
 
-    decoder, search = HeartDecoder(), SlotOrientationSearch(16)
+    decoder, search = HeartDecoder(), SlotOrientationSearch(16, window=window)
     frames = SlotFrames(torch.zeros(1, 2, 2), torch.full((1, 2, 2), 0.3))
     centres = np.arange(SIZE) + 0.5 - SIZE / 2
     rows, cols = np.meshgrid(centres, centres, indexing="ij")
@@ -285,3 +294,54 @@ def test_the_search_follows_the_generators_orientation_on_a_hand_made_decoder():
         chosen.append(search_angle(decoder, search, image, torch.cat([inside, 1 - inside], dim=1), frames).item())
     scores = angle_agreement(np.array(chosen), orientations, np.full(len(chosen), 2), tolerance=math.pi / 16)
     assert scores["object_angle_agreement"] == 1.0
+
+
+# --- any per-slot score: the search's argmin, and the slot VAE's outline score ------------------------------
+
+def test_best_picks_each_slots_nearest_candidate_of_a_hand_made_score():
+    targets = torch.tensor([[0.1, 2.0, -1.0], [3.1, 4.5, 6.2]])  # radians; the 8 candidates are k * pi / 4
+    chosen = SlotOrientationSearch(8).best(lambda angles: 1 - torch.cos(angles - targets), (2, 3),
+                                           torch.device("cpu"))
+    candidates = planar_angles(8)
+    nearest = candidates[(1 - torch.cos(candidates.view(-1, 1, 1) - targets)).argmin(dim=0)]
+    torch.testing.assert_close(chosen, nearest)
+    assert chosen[0].tolist() == pytest.approx([0.0, 3 * math.pi / 4, 7 * math.pi / 4])
+
+
+def test_the_outline_score_chooses_the_angle_whose_outline_the_head_draws_best():
+    model = search_slot_vae(orientation_score="outline").eval()
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    with torch.no_grad():
+        states, attention = model.infer_slots(images, generator=torch.Generator().manual_seed(0))
+        chosen = model.choose_angles(states, attention, images)
+        frames = model.frames(attention, model.resolution)
+        ownership = ownership_maps(attention, model.feature_grid(model.resolution), model.resolution)
+        by_angle = torch.stack([model.outline_scores(states, images, attention, ownership,
+                                                     SlotFrames(frames.positions, frames.scales,
+                                                                angle.expand(2, 3)))
+                                for angle in planar_angles(8)])
+    torch.testing.assert_close(chosen, planar_angles(8)[by_angle.argmin(dim=0)])
+    assert by_angle.std(dim=0).min() > 0  # the outline score does depend on the angle
+
+
+def test_a_pair_step_with_the_outline_score_trains_every_parameter():
+    from weak_supervision.slot_pairs import SlotPairSettings, slot_pair_loss
+
+    model = search_slot_vae(orientation_score="outline")
+    frames = [torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(seed)) * 2 - 1 for seed in (0, 1)]
+    loss, _ = slot_pair_loss(model, *frames, SlotPairSettings(correspondence="hungarian", outline_weight=0.05),
+                             torch.Generator().manual_seed(0))
+    loss.backward()
+    assert [name for name, p in model.named_parameters() if p.grad is None] == []
+
+
+@pytest.mark.parametrize("weak_slots, model, message", [
+    ({"orientation_score": "pixels"}, {}, "orientation_score must be one of render, outline, got 'pixels'"),
+    ({"orientation_score": "outline", "outline_weight": 0.05, "outline_input": True}, {},
+     "needs model.orientation_search and weak_slots.outline_input"),
+    ({"orientation_score": "outline"}, {"orientation_search": 8, "slot_frames": "translation"},
+     "needs model.orientation_search and weak_slots.outline_input"),
+])
+def test_bad_orientation_scores_are_one_line_errors(weak_slots, model, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config([{"task": "weak_slots", "weak_slots": weak_slots, "model": model}])

@@ -200,7 +200,7 @@ def test_default_run_configuration_is_pinned():
         "decoder_layers": 1, "decoder_kernel": 5, "broadcast_size": None, "implicit_grad": True,
         "slot_frames": "translation_scale", "frame_scale_factor": 1.0, "invariant_attention": "quadratic_translation",
         "colour_values": True, "mask_prior": "attention", "merge_duplicates": 0.5, "orientation_search": 0,
-        "orientation_refine_steps": 0,
+        "orientation_refine_steps": 0, "orientation_window": 0,
     }
     assert {k: config["train"][k] for k in ("batch_size", "max_steps", "time_limit_minutes", "learning_rate",
                                             "warmup_steps", "decay_steps", "grad_clip", "seed")} == {

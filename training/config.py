@@ -67,6 +67,8 @@ class ModelConfig:
     # needs slot_frames); 0: off
     orientation_search: int = 0
     orientation_refine_steps: int = 0  # Adam steps refining each chosen angle
+    # > 0: render and score each candidate only on a square of this many pixels around the slot (0: whole image)
+    orientation_window: int = 0
 
 
 MIXED_PRECISIONS = ("no", "bf16", "fp16", "auto")
@@ -426,7 +428,8 @@ def validate_eval_numbers(evaluation: EvalConfig) -> None:
 # has its own encoder_strides; DINOSAUR and the image-level VAEs have neither frames nor colour values); which
 # task honours which is each task's own knowledge (MODEL_OPTIONS / model_options in training/options)
 RESTRICTED_MODEL_OPTIONS = ("slot_frames", "invariant_attention", "colour_values", "mask_prior", "merge_duplicates",
-                            "encoder_strides", "orientation_search", "orientation_refine_steps")
+                            "encoder_strides", "orientation_search", "orientation_refine_steps",
+                            "orientation_window")
 
 
 def validate_model_options(config: RunConfig) -> None:

@@ -21,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from data import PairBatch
+from training.allocator import keep_freed_memory
 from training.checkpoint import (NonFiniteWeightsError, ResumePoint, TrainerState, choose_resume_checkpoint,
                                  list_checkpoints, load_checkpoint, save_checkpoint)
 from training.config import (DEFAULT_PRESET, ConfigError, RunConfig, build_config, load_yaml, parse_override,
@@ -117,12 +118,14 @@ def check_launch(state: PartialState) -> None:
 
 def set_cpu_threads(state: PartialState, requested: int | None) -> None:
     """`accelerate launch` pins OMP_NUM_THREADS=1 for single-process CPU runs, which leaves every other
-    core idle; on the CPU, use every core this process may run on, shared between local processes."""
+    core idle; on the CPU, use every core this process may run on, shared between local processes, and keep
+    freed memory in the process."""
     if state.device.type != "cpu":
         return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     torch.set_num_threads(requested or max(1, cores // local_processes))
+    keep_freed_memory()  # steps reuse freed blocks instead of faulting fresh mappings in (training/allocator.py)
 
 
 def decide_run_dir(state: PartialState, config: RunConfig, preset: str | None, resume: Path | None) -> Path:

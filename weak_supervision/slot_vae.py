@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
@@ -25,7 +26,12 @@ from slots.glimpse import SlotGlimpse
 from slots.model import SlotAutoencoder, SlotAutoencoderOutput
 from slots.orientation_search import ownership_maps
 from slots.set_prediction import attention_geometry
+from slots.windows import PixelWindows
 from weak_supervision.outline import OutlineHead, canonical_masks
+
+#: what the orientation search scores each candidate angle by: the decoder's rendering of the slot's pixels
+#: (`slots.orientation_search.slot_scores`) or the outline head's drawing of its outline (`outline_scores`)
+ORIENTATION_SCORES = ("render", "outline")
 
 
 @dataclass
@@ -49,9 +55,16 @@ class SlotVAE(SlotAutoencoder):
     """
 
     def __init__(self, latent_dim: int = 10, initial_logvar: float = -4.0, glimpse_size: int = 0,
-                 outline_size: int = 0, outline_input: bool = False, **model_options) -> None:
+                 outline_size: int = 0, outline_input: bool = False, orientation_score: str = "render",
+                 **model_options) -> None:
         if latent_dim < 1:
             raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
+        if orientation_score not in ORIENTATION_SCORES:
+            raise ValueError(f"orientation_score must be one of {', '.join(ORIENTATION_SCORES)}, got "
+                             f"{orientation_score!r}")
+        if orientation_score == "outline" and not (outline_size and outline_input):
+            raise ValueError("orientation_score 'outline' scores the outline head on the slot's outline: it needs "
+                             "outline_size and outline_input")
         super().__init__(**autoencoder_parts(**model_options, decoder_input_dim=latent_dim))
         self.latent_dim = latent_dim
         slot_dim = self.slot_init.slot_dim
@@ -67,6 +80,7 @@ class SlotVAE(SlotAutoencoder):
         self.to_posterior = nn.Sequential(nn.LayerNorm(head_in), nn.Linear(head_in, 2 * latent_dim))
         # draws each slot's outline in its own frame from its latent (weak_supervision.outline)
         self.outline_head = OutlineHead(latent_dim, outline_size) if outline_size else None
+        self.orientation_score = orientation_score
         self._start_with_small_variance(initial_logvar)
 
     @torch.no_grad()
@@ -121,12 +135,29 @@ class SlotVAE(SlotAutoencoder):
         positions, scales = frames.positions.detach(), frames.scales.detach()
         states, attention = slot_states.detach(), attention.detach()
 
-        def render(angles: torch.Tensor) -> torch.Tensor:
+        def render(angles: torch.Tensor, window: PixelWindows | None) -> torch.Tensor:
             mu = self.posterior(states, images, attention, angles)[0]
-            return self.decoder(mu, SlotFrames(positions, scales, angles))
+            return self.decoder(mu, SlotFrames(positions, scales, angles), window)
 
         ownership = ownership_maps(attention, self.feature_grid(self.resolution), self.resolution)
-        return self.orientation_search(render, images, ownership)
+        if self.orientation_score == "outline":
+            return self.orientation_search.best(
+                lambda angles: self.outline_scores(states, images, attention, ownership,
+                                                   SlotFrames(positions, scales, angles)),
+                attention.shape[:2], images.device)
+        return self.orientation_search(render, images, ownership, positions)
+
+    def outline_scores(self, slot_states: torch.Tensor, images: torch.Tensor, attention: torch.Tensor,
+                       ownership: torch.Tensor, frames: SlotFrames) -> torch.Tensor:
+        """[B, K]: how badly the outline head draws, from the posterior mean of the slot's outline read in the
+        turned `frames`, the pixels the slot owns ([B, K, H, W]) read in those frames (binary cross-entropy
+        per outline cell, averaged): the seed posts' criterion, the orientation under which the model
+        reconstructs the object's shape best, on the part of the model that codes shape. An 8x8 outline costs
+        next to nothing against a rendering."""
+        mu = self.posterior(slot_states, images, attention, frames.angles)[0]
+        targets = canonical_masks(ownership, frames, self.outline_head.size).clamp(0, 1)
+        return F.binary_cross_entropy_with_logits(self.outline_head(mu).float(), targets.float(),
+                                                  reduction="none").mean(dim=(2, 3))
 
     def render(self, latents: torch.Tensor, attention: torch.Tensor, angles: torch.Tensor | None = None
                ) -> SlotAutoencoderOutput:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 #: model options that not every task honours; this task honours all of them
 MODEL_OPTIONS: tuple[str, ...] = ("slot_frames", "invariant_attention", "colour_values", "mask_prior",
                                   "merge_duplicates", "encoder_strides", "orientation_search",
-                                  "orientation_refine_steps")
+                                  "orientation_refine_steps", "orientation_window")
 
 
 def model_options(config: RunConfig) -> tuple[str, ...]:

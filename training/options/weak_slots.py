@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from training.errors import ConfigError
 from weak_supervision.slot_pairs import CORRESPONDENCES, PAIR_METHODS, SlotPairSettings
+from weak_supervision.slot_vae import ORIENTATION_SCORES
 
 if TYPE_CHECKING:
     from training.config import RunConfig
@@ -40,6 +41,10 @@ class WeakSlotsConfig:
     outline_weight: float = 0.0
     outline_size: int = 8
     outline_input: bool = False  # the posterior also reads the slot's attention on that grid (where shape is)
+    # with model.orientation_search: what each candidate angle is scored by, the decoder's rendering of the
+    # slot's pixels (render) or the outline head's drawing of the slot's outline read in the turned frame
+    # (outline: needs outline_input; costs next to nothing)
+    orientation_score: str = "render"
     share_floor: float = 0.1  # nats: a dimension this close in a slot pair is always shared (0: the paper's rule)
     recon_sigma: float = 0.1  # pixel std of the Gaussian likelihood (images in [-1, 1])
     object_metrics: list = field(default_factory=lambda: ["dci", "mig", "sap", "modularity"])
@@ -50,7 +55,7 @@ class WeakSlotsConfig:
 #: restricted model options this task honours: all of them (its slots come from the discovery autoencoder)
 MODEL_OPTIONS: tuple[str, ...] = ("slot_frames", "invariant_attention", "colour_values", "mask_prior",
                                   "merge_duplicates", "encoder_strides", "orientation_search",
-                                  "orientation_refine_steps")
+                                  "orientation_refine_steps", "orientation_window")
 
 
 def model_options(config: RunConfig) -> tuple[str, ...]:
@@ -77,6 +82,12 @@ def validate(config: RunConfig) -> None:
     if options.outline_input and options.outline_weight <= 0:
         raise ConfigError("weak_slots.outline_input feeds the outline grid to the posterior; it needs "
                           "weak_slots.outline_weight > 0")
+    if options.orientation_score not in ORIENTATION_SCORES:
+        raise ConfigError(f"weak_slots.orientation_score must be one of {', '.join(ORIENTATION_SCORES)}, got "
+                          f"{options.orientation_score!r}")
+    if options.orientation_score == "outline" and not (options.outline_input and config.model.orientation_search):
+        raise ConfigError("weak_slots.orientation_score=outline scores the search's angles by the outline head: "
+                          "it needs model.orientation_search and weak_slots.outline_input (with outline_weight > 0)")
     if options.outline_weight > 0 and options.outline_size < 2:
         raise ConfigError(f"weak_slots.outline_size must be >= 2 cells, got {options.outline_size}")
     if not 0 <= options.mask_prior_floor < 1:

@@ -31,7 +31,7 @@ def build_slot_vae(config: RunConfig) -> SlotVAE:
     with model_option_errors():
         model = SlotVAE(options.latent_dim, options.initial_logvar, options.glimpse_size,
                         options.outline_size if options.outline_weight > 0 else 0,
-                        options.outline_input and options.outline_weight > 0,
+                        options.outline_input and options.outline_weight > 0, options.orientation_score,
                         resolution=(config.data.resolution, config.data.resolution),
                         silhouette_head=options.silhouette_weight > 0, **model_options)
         return with_duplicate_merging(model, merge_duplicates)
