@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-eval", type=int, default=1_000, help="evaluation pairs")
     parser.add_argument("--pairs-per-shard", type=int, default=1_000, help="pairs per tar shard")
     parser.add_argument(
-        "--changed-factors", default="random", help="factors changed between the frames: an int or 'random' (U{1..F-1})"
+        "--changed-factors", default="random",
+        help="factors changed between the frames: an int, 'random' (U{1..F-1}) or 'dlib' (data/pairs.py)"
     )
     parser.add_argument("--seed", type=int, default=0, help="pair i is a pure function of (seed, split, i)")
     parser.add_argument("--num-workers", type=int, default=1, help="processes (each reloads the .npz)")

@@ -8,7 +8,8 @@ so that, as in dSprites, the sprite is whole at every position: the range leaves
 of the largest sprite's bounding radius plus one pixel on each side). ``y`` grows
 downwards, like image rows. Every factor combination is a valid scene, so the pair
 sampler never redraws, and pairs change ``k`` of the five factors of the single object
-(``"random"``: k ~ U{1..4}, the setting of Locatello et al. 2020).
+(``"random"``: k ~ U{1..4}, the setting Locatello et al. 2020 describe; ``"dlib"``: what their
+code samples, see ``data.pairs``).
 
 ``render_batch`` draws many scenes at once and is what the disentanglement metrics use
 (through ``data.ground_truth.DSpritesSource``); ``render`` (used by the pair sampler)

@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--pairs-per-shard", type=int, default=1_000, help="pairs per tar shard")
     parser.add_argument(
-        "--changed-factors", default="1", help="(object, factor) entries changed between the frames: an int or 'random'"
+        "--changed-factors", default="1",
+        help="(object, factor) entries changed between the frames: an int, 'random' or 'dlib' (data/pairs.py)"
     )
     parser.add_argument("--split", default="train", help="split name; shards are named SPLIT-000000.tar, ...")
     parser.add_argument("--out-dir", required=True, help="directory to write the shards into")

@@ -3,9 +3,14 @@
 Frame 0 is a fresh scene; frame 1 is the same scene with exactly ``k`` (object, factor)
 entries moved to a *different* value on that factor's grid. The entries are drawn uniformly
 without replacement; ``k`` is fixed or, for ``"random"``, drawn per pair from U{1..d-1}
-with d the number of per-object factors. Unlike disentanglement_lib's sampler, everything
-is seeded: pair ``index`` of seed ``seed`` depends on nothing else, so shards can be
-written in any order and in parallel.
+with d the number of per-object factors (the paper's text).
+
+``"dlib"`` is what disentanglement_lib's weak-supervision code (``simple_dynamics``), which
+produced the paper's numbers, does instead: it draws k' ~ U{1..d-1}, then changes one entry or
+k' with equal odds, and redraws each chosen entry uniformly over *all* its values, so an entry
+may keep its value (and a pair may not change at all). The record lists only the entries whose
+value did change. Unlike disentanglement_lib's sampler, everything is seeded: pair ``index``
+of seed ``seed`` depends on nothing else, so shards can be written in any order and in parallel.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from data.errors import DataError
 from data.scene import FramePair
 
 ObjectFactors = dict[str, int]
-ChangedFactors = Union[int, str]  # a fixed k, or "random"
+ChangedFactors = Union[int, str]  # a fixed k, "random" or "dlib"
+#: The drawn ways of choosing k (the others are a fixed k).
+DRAWN_K = ("random", "dlib")
 Seed = Union[int, Sequence[int]]
 
 #: Rejection-sampling budgets: generous for legal configurations, small enough that an
@@ -38,16 +45,17 @@ def pair_rng(seed: Seed, index: int) -> np.random.Generator:
 
 
 def parse_changed_factors(value: ChangedFactors) -> ChangedFactors:
-    """Accept an int >= 1, a digit string, or "random" (as typed on a command line)."""
+    """Accept an int >= 1, a digit string, "random" or "dlib" (as typed on a command line)."""
+    expected = "a positive integer, 'random' or 'dlib'"
     if isinstance(value, str):
-        if value.strip().lower() == "random":
-            return "random"
+        if value.strip().lower() in DRAWN_K:
+            return value.strip().lower()
         if value.strip().isdigit():
             value = int(value)
         else:
-            raise DataError(f"changed_factors must be a positive integer or 'random', got {value!r}")
+            raise DataError(f"changed_factors must be {expected}, got {value!r}")
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise DataError(f"changed_factors must be a positive integer or 'random', got {value!r}")
+        raise DataError(f"changed_factors must be {expected}, got {value!r}")
     return int(value)
 
 
@@ -70,7 +78,7 @@ class SceneGenerator(abc.ABC):
     def __init__(self, changed_factors: ChangedFactors, min_objects: int):
         self.changed_factors = parse_changed_factors(changed_factors)
         changeable = min_objects * len(self.changeable_factors)
-        if self.changed_factors != "random" and self.changed_factors > changeable:
+        if self.changed_factors not in DRAWN_K and self.changed_factors > changeable:
             raise DataError(
                 f"{self.name}: changed_factors={self.changed_factors} exceeds the {changeable} "
                 f"(object, factor) entries of a scene with {min_objects} objects"
@@ -115,17 +123,19 @@ class SceneGenerator(abc.ABC):
         return tuple(name for name, size in self.factor_sizes.items() if size > 1)
 
     def draw_k(self, rng: np.random.Generator) -> int:
-        """Number of entries to change in one pair."""
-        if self.changed_factors == "random":
+        """Number of entries to change in one pair (with "dlib": to redraw, see the module docstring)."""
+        if self.changed_factors in DRAWN_K:
             d = len(self.factor_sizes)
-            return int(rng.integers(1, max(d - 1, 1) + 1))
+            k = int(rng.integers(1, max(d - 1, 1) + 1))
+            return k if self.changed_factors == "random" else int(rng.choice([1, k]))
         return int(self.changed_factors)
 
     def change_objects(
         self, objects: list[ObjectFactors], k: int, rng: np.random.Generator
     ) -> tuple[list[ObjectFactors], list[list[Any]]]:
         """Copy ``objects`` with ``k`` distinct (object, factor) entries set to new values (all of one object
-        with ``change_one_object``)."""
+        with ``change_one_object``); with "dlib" each is redrawn over all its values, and only the entries
+        that changed are listed."""
         names = self.changeable_factors
         if self.change_one_object:
             chosen = int(rng.integers(len(objects)))
@@ -140,10 +150,13 @@ class SceneGenerator(abc.ABC):
             obj_index, factor_index = divmod(int(entry), len(names))
             factor = names[factor_index]
             size = self.factor_sizes[factor]
-            # A uniform draw among the *other* size-1 values: never the old value.
-            offset = int(rng.integers(1, size))
+            if self.changed_factors == "dlib":  # a uniform draw over every value, the old one included
+                offset = int(rng.integers(0, size))
+            else:  # a uniform draw among the *other* size-1 values: never the old value
+                offset = int(rng.integers(1, size))
             changed_objects[obj_index][factor] = (changed_objects[obj_index][factor] + offset) % size
-            changed.append([obj_index, factor])
+            if offset:
+                changed.append([obj_index, factor])
         return changed_objects, changed
 
     def pair(self, seed: Seed, index: int) -> FramePair:

@@ -17,7 +17,7 @@ from einops import rearrange
 
 from data.errors import DataError
 from data.palette import hue_palette
-from data.pairs import ChangedFactors, ObjectFactors, SceneGenerator
+from data.pairs import DRAWN_K, ChangedFactors, ObjectFactors, SceneGenerator
 from data.shapes import silhouettes
 
 FACTOR_SIZES = {"shape": 3, "colour": 12, "scale": 6, "orientation": 40, "x": 32, "y": 32}
@@ -66,7 +66,7 @@ class MultiDSprites(SceneGenerator):
         self.min_visible_fraction = float(min_visible_fraction)
         self.min_visible_pixels = int(min_visible_pixels)
         super().__init__(changed_factors, self.min_objects)
-        if self.change_one_object and self.changed_factors != "random" and self.changed_factors > len(FACTOR_SIZES):
+        if self.change_one_object and self.changed_factors not in DRAWN_K and self.changed_factors > len(FACTOR_SIZES):
             raise DataError(f"multi_dsprites: changed_factors={self.changed_factors} exceeds the {len(FACTOR_SIZES)} "
                             "factors of the one object a pair changes (change_one_object)")
         # Pixel-centre coordinates, shared by every render.

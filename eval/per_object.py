@@ -50,13 +50,15 @@ def main(argv: list[str] | None = None) -> int:
         _, eval_urls, _ = dataset_urls(trained.config, progress=False)
         points = run_object_points(trained.model, trained.config, eval_urls, args.max_images,
                                    with_frame=not args.vector_only)
-        scores = run_object_scores(trained.model, trained.config, eval_urls, points=points)
+        scores = run_object_scores(trained.model, trained.config, eval_urls, with_frame=not args.vector_only,
+                                   points=points)
         readout = run_object_readout(points, trained.config, with_frame=not args.vector_only) if args.readout else None
         true_scores = None
         if args.true_codes:
             true_points = with_true_codes(points, args.true_codes,
                                           frame_entries(trained.config, with_frame=not args.vector_only))
-            true_scores = run_object_scores(trained.model, trained.config, eval_urls, points=true_points)
+            true_scores = run_object_scores(trained.model, trained.config, eval_urls,
+                                            with_frame=not args.vector_only, points=true_points)
     except (ConfigError, DataError, FileNotFoundError, MetricInputError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -117,13 +117,51 @@ def check_same_settings(directory: Path, preset: str, settings: list[str]) -> No
                          "use another --out or the same overrides")
 
 
-def settings_digest(run: PlannedRun) -> str:
-    """A short hash of the configuration a run trains with (preset resolved with its overrides; where it writes
-    left out): a record of a run counts only while the code and presets would train the same run again."""
-    config = asdict(resolve_config(run.preset, None, None, list(run.overrides)))
+def config_digest(config) -> str:
+    """A short hash of a resolved configuration, where the run writes left out."""
+    values = asdict(config)
     for key in ("output_dir", "name"):
-        config.pop(key, None)
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        values.pop(key, None)
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def settings_digest(run: PlannedRun) -> str:
+    """The digest of the configuration a run trains with (preset resolved with its overrides): a record of a
+    run counts only while the code and presets would train the same run again."""
+    return config_digest(resolve_config(run.preset, None, None, list(run.overrides)))
+
+
+def trained_digest(out: Path, run: PlannedRun, planned: str) -> str:
+    """The digest of the settings a run was trained with (its config.yaml), the planned one when its directory
+    is gone: a table rebuilt with other overrides (`--finished-only`) must not stamp its runs with those."""
+    config = run_dir(out, run) / "config.yaml"
+    return config_digest(load_run_config(config.parent)) if config.is_file() else planned
+
+
+def recorded_rows(out: Path, digests: dict[str, str], name_of: Callable[[dict], str]) -> dict[str, dict]:
+    """The rows of `<out>/results.csv` (as text, by run name `name_of(row)`) whose settings digest is the
+    planned run's (`digests`): the record of finished runs whose directories are gone (run directories are
+    not kept in git, the CSV is). Records of other settings are not comparable and are left out."""
+    path = out / "results.csv"
+    if not path.is_file():
+        return {}
+    recorded, other = {}, 0
+    with path.open(newline="") as handle:
+        for line in csv.DictReader(handle):
+            name = name_of(line)
+            if not line.get("settings_digest") or line["settings_digest"] != digests.get(name):
+                other += 1
+                continue
+            recorded[name] = line
+    if other:
+        print(f"[study] {path}: {other} recorded run(s) of other settings (presets, overrides or seeds) left out",
+              flush=True)
+    return recorded
+
+
+def csv_number(value: str, integer: bool = False) -> int | float | None:
+    """A number read back from a results CSV ('' is a metric the run did not report)."""
+    return None if value == "" else int(float(value)) if integer else float(value)
 
 
 def comma_separated_ints(text: str) -> list[int]:

@@ -10,7 +10,10 @@ mask IoU). Writes results.csv (one row per run), results.md (medians and the bar
     python -m studies.weak_slots --out results/weak_slots_study --seeds 0,1,2 [train.max_steps=1800 ...]
     python -m studies.weak_slots --scenes objects64 --out results/weak_slots_64 --seeds 0,1,2
 
-Runs are resumable and shareable between processes (see `studies.runner`).
+Runs are resumable and shareable between processes (see `studies.runner`). Run directories are not kept in
+git, the CSV is: a run recorded in `<out>/results.csv` with the same settings (the digest of its resolved
+configuration) counts as finished when its directory is gone, so seeds and models trained on other machines
+add up in one table.
 """
 from __future__ import annotations
 
@@ -20,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from studies.runner import (PlannedRun, add_only_option, check_only, ensure_run, read_metrics, results_doc,
-                            study_parser, write_results)
+from studies.runner import (PlannedRun, add_only_option, check_only, csv_number, ensure_run, read_metrics,
+                            recorded_rows, results_doc, run_dir, settings_digest, study_parser, trained_digest,
+                            write_results)
 from viz.plots import plt
 
 #: The block of the results document the study writes: between <!-- weak_slots_study:begin --> and <!-- weak_slots_study:end -->.
@@ -40,7 +44,7 @@ MODELS = {
 SCORES = ("fg_ari", "object_dci_disentanglement", "object_dci_completeness", "object_mig", "object_sap",
           "object_modularity", "object_matched_fraction", "object_vector_dci_disentanglement",
           "object_angle_agreement", "object_angle_chance")
-COLUMNS = ("model", "seed", *SCORES, "steps", "train_seconds", "total_seconds")
+COLUMNS = ("model", "seed", *SCORES, "steps", "train_seconds", "total_seconds", "overrides", "settings_digest")
 #: "clearly above": the weak objective's median per-object DCI must beat both baselines' by this much.
 DCI_MARGIN = 0.05
 FG_ARI_TOLERANCE = 0.03
@@ -57,6 +61,14 @@ def planned_run(out: Path, model: str, seed: int, overrides: list[str], scenes: 
         ("eval.per_object", "--run", run, "--vector-only"),)
     return PlannedRun(name, preset, (*extra, f"train.seed={seed}", *overrides), after,
                       required=("object_dci_disentanglement", "object_vector_dci_disentanglement"))
+
+
+def recorded_metrics(out: Path, digests: dict[str, str]) -> dict[str, dict]:
+    """Metrics of the runs `<out>/results.csv` records with the planned run's settings (`recorded_rows`)."""
+    numbers = (*SCORES, "steps", "train_seconds", "total_seconds")
+    records = recorded_rows(out, digests, lambda line: f"{line['model']}-seed{line['seed']}")
+    return {name: {key: csv_number(line.get(key, ""), key == "steps") for key in numbers}
+            for name, line in records.items()}
 
 
 def median(rows: list[dict], key: str) -> float:
@@ -154,15 +166,20 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     plan = [(model, seed, planned_run(args.out, model, seed, args.overrides, args.scenes))
             for seed in args.seeds for model in MODELS]
+    digests = {run.name: settings_digest(run) for _, _, run in plan}
+    recorded = recorded_metrics(args.out, digests)
     if not args.finished_only:
         for model, _, run in plan:
-            if args.only is None or model in args.only:
+            wanted = args.only is None or model in args.only
+            if wanted and (run.name not in recorded or run_dir(args.out, run).is_dir()):
                 ensure_run(args.out, run)
     rows = []
     for model, seed, run in plan:
-        metrics = read_metrics(args.out, run)
+        metrics = read_metrics(args.out, run) or recorded.get(run.name)
         if metrics is not None:
-            rows.append({"model": model, "seed": seed, **{key: metrics.get(key) for key in COLUMNS[2:]}})
+            rows.append({"model": model, "seed": seed, **{key: metrics.get(key) for key in COLUMNS[2:-2]},
+                         "overrides": " ".join(args.overrides),
+                         "settings_digest": trained_digest(args.out, run, digests[run.name])})
     if not rows:
         print(f"no finished runs under {args.out / 'runs'} yet", file=sys.stderr)
         return 0

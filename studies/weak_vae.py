@@ -18,7 +18,6 @@ left out.
 """
 from __future__ import annotations
 
-import csv
 import json
 import sys
 import time
@@ -28,8 +27,9 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from metrics.disentanglement.few_labels import selection_from_few_labels
-from studies.runner import (PlannedRun, add_only_option, check_only, comma_separated_ints, ensure_run, read_metrics,
-                            results_doc, run_dir, settings_digest, study_parser, write_results)
+from studies.runner import (PlannedRun, add_only_option, check_only, comma_separated_ints, csv_number, ensure_run,
+                            read_metrics, recorded_rows, results_doc, run_dir, settings_digest, study_parser,
+                            trained_digest, write_results)
 from viz.plots import plt
 
 #: The block of the results document the study writes: between <!-- weak_study:begin --> and <!-- weak_study:end -->.
@@ -74,30 +74,17 @@ def row(metrics: dict, overrides: list[str], digest: str) -> dict:
 
 
 def recorded_metrics(out: Path, digests: dict[str, str]) -> dict[str, dict]:
-    """Metrics of the runs `<out>/results.csv` records, by run name, where the record's settings digest is the
-    planned run's (`digests`): the record of runs whose directories were removed. Records of other settings
-    are not comparable and are left out."""
-    path = out / "results.csv"
-    if not path.is_file():
-        return {}
-    recorded, other = {}, 0
-    with path.open(newline="") as handle:
-        for line in csv.DictReader(handle):
-            name = run_name(line["method"], float(line["beta"]), int(line["seed"]))
-            if line.get("settings_digest") != digests.get(name):
-                other += 1
-                continue
-            metrics = {key: value if key in TEXT_COLUMNS else None if not value else
-                       int(value) if key in ("seed", "steps") else float(value) for key, value in line.items()
-                       if key in COLUMNS}
-            metrics["train_recon_loss"] = metrics.pop("recon_loss")
-            few = metrics.pop("few_label_dci")
-            if few:
-                metrics["few_label_dci"] = json.loads(few)
-            recorded[name] = metrics
-    if other:
-        print(f"[study] {path}: {other} recorded run(s) of other settings (presets, overrides or seeds) left out",
-              flush=True)
+    """Metrics of the runs `<out>/results.csv` records with the planned run's settings (`recorded_rows`)."""
+    recorded = {}
+    for name, line in recorded_rows(out, digests, lambda line: run_name(line["method"], float(line["beta"]),
+                                                                          int(line["seed"]))).items():
+        metrics = {key: value if key in TEXT_COLUMNS else csv_number(value, key in ("seed", "steps"))
+                   for key, value in line.items() if key in COLUMNS}
+        metrics["train_recon_loss"] = metrics.pop("recon_loss")
+        few = metrics.pop("few_label_dci")
+        if few:
+            metrics["few_label_dci"] = json.loads(few)
+        recorded[name] = metrics
     return recorded
 
 
@@ -232,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.finished_only and not finished:
         print(f"no finished runs under {args.out / 'runs'} yet", file=sys.stderr)
         return 0
-    rows = [row(metrics, args.overrides, digests[name]) for name, metrics in metrics_of.items() if metrics is not None]
+    rows = [row(metrics_of[run.name], args.overrides, trained_digest(args.out, run, digests[run.name]))
+            for run in plan if metrics_of[run.name] is not None]
     pending = [run for run in trained if metrics_of[run.name] is None]
     if pending:
         print(f"[study] {len(pending)} run(s) still training in other processes: the table below "

@@ -105,6 +105,28 @@ def test_random_k_stays_in_one_to_d_minus_one(name: str) -> None:
     assert len(set(ks)) > 1, "k='random' should not always draw the same k"
 
 
+def test_dlib_sampler_changes_one_factor_or_k_and_may_keep_a_value() -> None:
+    """disentanglement_lib's `simple_dynamics`: k' ~ U{1..4}, then 1 or k' entries with equal odds, each redrawn
+    over all its values. By hand for dSprites' five factors: P(k = 1) = 1/2 + 1/2 * 1/4 = 0.625; E[k] = 1/2 +
+    1/2 * 2.5 = 1.75; an entry keeps its value with probability mean(1/3, 1/6, 1/40, 1/32, 1/32) = 0.1175, so
+    a pair keeps 1.75 * 0.1175 = 0.2056 of its drawn entries on average. The record lists what changed."""
+    generator = make_generator("dsprites", changed_factors="dlib")
+    pairs = [generator.pair(0, index).factors for index in range(2000)]
+    for factors in pairs:
+        assert 1 <= factors["k"] <= 4 and len(factors["changed"]) <= factors["k"]
+        assert differing_entries(factors) == {(int(i), str(f)) for i, f in factors["changed"]}
+    assert np.mean([f["k"] == 1 for f in pairs]) == pytest.approx(0.625, abs=0.04)
+    assert np.mean([f["k"] - len(f["changed"]) for f in pairs]) == pytest.approx(0.2056, abs=0.04)
+    random_pairs = [make_generator("dsprites", changed_factors="random").pair(0, i).factors for i in range(200)]
+    assert all(f["k"] == len(f["changed"]) for f in random_pairs)  # the paper's text: every drawn entry changes
+
+
+def test_changed_factors_names_its_options_on_a_typo() -> None:
+    assert make_generator("dsprites", changed_factors="DLIB").changed_factors == "dlib"
+    with pytest.raises(DataError, match="a positive integer, 'random' or 'dlib', got 'dlb'"):
+        make_generator("dsprites", changed_factors="dlb")
+
+
 @pytest.mark.parametrize("name,kwargs", [("multi_dsprites", {}), ("multi_dsprites", {"resolution": 64}), ("tetrominoes", {})])
 def test_masks_are_consistent_with_images(name: str, kwargs: dict) -> None:
     generator = make_generator(name, **kwargs)

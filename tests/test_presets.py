@@ -191,7 +191,9 @@ def test_dsprites_vae_is_the_dlib_setup_plus_the_time_to_disentanglement_setting
     assert (dlib["train"]["learning_rate"], dlib["train"]["max_steps"], dlib["vae"]["beta"]) == (1e-4, 300000, 1.0)
     assert dlib["train"]["mixed_precision"] is None and dlib["train"]["grad_clip"] == 0.0
     assert fast["task"] == dlib["task"] == "vae"
-    assert fast["data"] == dlib["data"] and fast["model"] == dlib["model"] and fast["eval"] == dlib["eval"]
+    assert fast["data"] == {**dlib["data"], "generator_kwargs": {"changed_factors": "random"}}  # the paper's text
+    assert dlib["data"]["generator_kwargs"] == {"changed_factors": "dlib"}  # what dlib's code samples
+    assert fast["model"] == dlib["model"] and fast["eval"] == dlib["eval"]
     assert fast["vae"] == {**dlib["vae"], "beta": 4.0, "beta_warmup_steps": 1500}
     assert fast["train"] == {**dlib["train"], "learning_rate": 1e-3, "max_steps": 5000, "mixed_precision": "auto",
                              "time_limit_minutes": 28, "eval_every": 1000, "checkpoint_every": 1000}

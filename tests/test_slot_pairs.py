@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -662,6 +663,31 @@ def test_weak_slots_comparison_end_to_end(tmp_path, capsys):
     with pytest.raises(SystemExit, match="train.max_steps differ"):  # finished runs are reused only as trained
         study(["--out", str(out), "--seeds", "0", f"data.root={tmp_path / 'data'}", *SMOKE_SIZES,
                "train.max_steps=5"])
+    def recorded_rows() -> dict[str, dict]:  # the settings a table was built with aside
+        return {row["model"]: {k: v for k, v in row.items() if k != "overrides"}
+                for row in csv.DictReader((out / "results.csv").open())}
+
+    recorded = recorded_rows()
+    shutil.rmtree(out / "runs" / "ada_gvae-seed0")  # run directories are not kept in git, the CSV is
+    assert study(study_args) == 0
+    assert not (out / "runs" / "ada_gvae-seed0").exists()  # recorded with the same settings: not trained again
+    assert recorded_rows() == recorded
+
+
+def test_vector_only_scores_of_a_searching_run_report_no_angle(tmp_path):
+    """The angle agreement reads the frame's (cos, sin) at the end of a representation: scoring the vector
+    alone must not read the vector's last two entries as an angle."""
+    import train_slots
+    from eval.per_object import main as per_object
+
+    args = ["--preset", "weak_slots", f"output_dir={tmp_path / 'runs'}", "name=search", f"data.root={tmp_path / 'data'}",
+            *SMOKE_SIZES, "model.orientation_search=4"]
+    assert train_slots.main(args) == 0
+    run = tmp_path / "runs" / "search"
+    assert 0.0 <= json.loads((run / "metrics.json").read_text())["object_angle_agreement"] <= 1.0
+    assert per_object(["--run", str(run), "--vector-only", "--max-images", "16"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert "object_vector_dci_disentanglement" in metrics and "object_vector_angle_agreement" not in metrics
 
 
 def test_weak_slots_verdict_by_hand():
