@@ -117,11 +117,23 @@ def check_same_settings(directory: Path, preset: str, settings: list[str]) -> No
                          "use another --out or the same overrides")
 
 
+#: Options added after run records began to carry digests, as (section, switch, value that trains as before,
+#: the options that act only with the switch on). At that value they are left out of the digest, so a record
+#: made before they existed still counts; add each new option here with its neutral value.
+LATER_OPTIONS = (("vae", "candidates", 1, ("candidates", "candidate_steps", "candidate_window")),)
+
+
 def config_digest(config) -> str:
-    """A short hash of a resolved configuration, where the run writes left out."""
+    """A short hash of a resolved configuration, where the run writes and options at their neutral value
+    (LATER_OPTIONS) left out."""
     values = asdict(config)
     for key in ("output_dir", "name"):
         values.pop(key, None)
+    for section, switch, neutral, keys in LATER_OPTIONS:
+        options = values.get(section, {})
+        if options.get(switch, neutral) == neutral:
+            for key in keys:
+                options.pop(key, None)
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -30,6 +30,7 @@ from metrics.disentanglement.few_labels import selection_from_few_labels
 from studies.runner import (PlannedRun, add_only_option, check_only, comma_separated_ints, csv_number, ensure_run,
                             read_metrics, recorded_rows, results_doc, run_dir, settings_digest, study_parser,
                             trained_digest, write_results)
+from training.errors import ConfigError
 from viz.plots import plt
 
 #: The block of the results document the study writes: between <!-- weak_study:begin --> and <!-- weak_study:end -->.
@@ -194,6 +195,15 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def digest_if_valid(run: PlannedRun) -> str | None:
+    """The run's settings digest; None when the overrides do not apply to its method (e.g. vae.candidates with
+    factor_vae): such a run has no record to reuse, and `--only` leaves it out or its launch says why."""
+    try:
+        return settings_digest(run)
+    except ConfigError:
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = study_parser(__doc__, "results/weak_study")
     parser.add_argument("--labels", type=comma_separated_ints, default=None,
@@ -207,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     methods = [(method, planned_run(method, beta, seed, args.overrides, args.out, args.labels, args.label_draws))
                for seed in args.seeds for method, beta in SETTINGS]
     plan = [run for _, run in methods]
-    digests = {run.name: settings_digest(run) for run in plan}
+    digests = {run.name: digest_if_valid(run) for run in plan}
     recorded = recorded_metrics(args.out, digests)
     trained = [] if args.finished_only else [run for method, run in methods if args.only is None or method in args.only]
     trained = [run for run in trained if run.name not in recorded or run_dir(args.out, run).is_dir()]

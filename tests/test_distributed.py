@@ -193,3 +193,19 @@ def test_two_process_run_resumes_exactly_from_rank_0s_checkpoint(straight):
     straight_log = read_log(straight_dir / "train_log.jsonl")
     assert sorted(resumed_log) == list(range(RESUME_FROM + 1, MAX_STEPS + 1))
     assert resumed_log == {step: straight_log[step] for step in resumed_log}  # losses and rates, exactly
+
+
+def test_two_processes_choose_the_same_candidate_vae_and_train_only_it(tmp_path):
+    """Candidate VAEs stop training all but one member: data-parallel training must expect the unused weights,
+    and both ranks must keep the same member although each tallies the losses of its own batches."""
+    args = ["--preset", "dsprites_vae", f"data.root={tmp_path / 'data'}", f"output_dir={tmp_path / 'runs'}",
+            "name=candidates", "data.num_train=160", "data.num_eval=16", "data.pairs_per_shard=4",
+            "train.batch_size=4", "train.max_steps=4", "train.batches_per_epoch=4", "train.eval_every=0",
+            "train.checkpoint_every=4", "train.log_every=1", "vae.candidates=3", "vae.candidate_steps=2",
+            "vae.candidate_window=2",
+            "vae.metrics=[mig]", "vae.metric_sizes={mig_num_train: 200}"]
+    reports = launch(tmp_path, "candidates", args)
+    assert [reports[rank]["steps"] for rank in (0, 1)] == [4, 4]
+    assert reports[0]["digest"] == reports[1]["digest"], "the ranks ended with different candidates or weights"
+    log = read_log(tmp_path / "runs" / "candidates" / "train_log.jsonl")
+    assert [log[step]["candidates_training"] for step in sorted(log)] == [3.0, 3.0, 1.0, 1.0]

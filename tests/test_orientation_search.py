@@ -341,6 +341,9 @@ def test_a_pair_step_with_the_outline_score_trains_every_parameter():
      "needs model.orientation_search and weak_slots.outline_input"),
     ({"orientation_score": "outline"}, {"orientation_search": 8, "slot_frames": "translation"},
      "needs model.orientation_search and weak_slots.outline_input"),
+    ({"orientation_score": "outline", "outline_weight": 0.05, "outline_input": True},
+     {"orientation_search": 8, "slot_frames": "translation", "orientation_window": 32},
+     "the window would be ignored: set model.orientation_window=0 \\(got 32\\)"),
 ])
 def test_bad_orientation_scores_are_one_line_errors(weak_slots, model, message):
     with pytest.raises(ConfigError, match=message):

@@ -16,7 +16,7 @@ from typing import Iterator, TypeVar
 
 import torch
 from accelerate import Accelerator, PartialState
-from accelerate.utils import broadcast_object_list, parse_flag_from_env, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list, parse_flag_from_env, set_seed
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -295,8 +295,9 @@ def train_locked(config: RunConfig, task: Task, run_dir: Path, changes: list[str
     on_cpu = wants_cpu()
     mixed_precision = resolve_mixed_precision(config.train.mixed_precision, on_cpu)
     precision = {"mixed_precision": mixed_precision} if mixed_precision else {}
+    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if task.has_unused_parameters else []
     accelerator = Accelerator(cpu=on_cpu, log_with="tensorboard", project_dir=str(run_dir),
-                              step_scheduler_with_optimizer=False, **precision)
+                              step_scheduler_with_optimizer=False, kwargs_handlers=handlers, **precision)
     main = accelerator.is_main_process
     if main:
         for line in [f"resume: {change}" for change in changes] + (resume_point.notes if resume_point else []):

@@ -24,6 +24,7 @@ from weak_supervision.losses import (
     permute_dims,
     total_correlation,
 )
+from weak_supervision.candidates import VAECandidates
 from weak_supervision.methods import METHODS, MethodConfig, MethodInfo, method_info, vae_loss
 from weak_supervision.model import ConvEncoder, DeconvDecoder, FactorDiscriminator, GaussianEncoderVAE
 from weak_supervision.orientation_vae import (
@@ -47,6 +48,7 @@ __all__ = [
     "MethodConfig",
     "MethodInfo",
     "OrientationSearch",
+    "VAECandidates",
     "VoxelVAE",
     "adaptive_share_mask",
     "aggregate_pair",

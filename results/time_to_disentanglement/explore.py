@@ -85,7 +85,7 @@ src = DSpritesSource(64)
 def represent(obs):
     with torch.no_grad():
         return model.encode(torch.from_numpy(np.ascontiguousarray(obs, dtype=np.float32)))[0].double().numpy()
-log = open(a.out, "w"); train_t = 0.0; g = torch.Generator().manual_seed(a.seed)
+log = open(a.out, "w"); train_t = 0.0; recon_sum = loss_sum = 0.0; window = 0; g = torch.Generator().manual_seed(a.seed)
 for step in range(1, a.steps + 1):
     t = time.perf_counter()
     if a.fresh:
@@ -99,6 +99,7 @@ for step in range(1, a.steps + 1):
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
         loss, logs = vae_loss(model, None, cfg, b0, b1, step=step)
     opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+    recon_sum += float(logs["recon_loss"]); loss_sum += float(loss); window += 1
     if a.decay:
         for group in opt.param_groups: group["lr"] = a.lr * 0.5 ** (step / a.decay)
     if a.warmup or a.cosine:
@@ -119,5 +120,7 @@ for step in range(1, a.steps + 1):
         model.train()
         rec = dict(step=step, train_s=round(train_t, 1), dci=round(d["dci_disentanglement"], 3), mig=round(m, 3),
                    info=round(d["dci_informativeness_test"], 3), recon=round(logs["recon_loss"], 1), kl=round(logs["kl"], 2),
-                   shared=round(logs.get("shared_dims", 0), 2))
+                   shared=round(logs.get("shared_dims", 0), 2), mean_recon=round(recon_sum / window, 2),
+                   mean_loss=round(loss_sum / window, 2))
+        recon_sum = loss_sum = 0.0; window = 0
         print(json.dumps(rec), flush=True); log.write(json.dumps(rec) + "\n"); log.flush()

@@ -24,6 +24,12 @@ class VAEConfig:
     # many latents stay active; a gentle start keeps a factor from spreading over a rotated basis of several.
     beta_warmup_steps: int = 0
     latent_dim: int = 10
+    # Train this many VAEs side by side from different initialisations for `candidate_steps` steps, then keep
+    # the one with the lowest mean training reconstruction over the last `candidate_window` of them (the
+    # paper's unsupervised model selection, inside one run; weak_supervision/candidates.py). 1: one VAE.
+    candidates: int = 1
+    candidate_steps: int = 1500
+    candidate_window: int = 500
     gamma: float | None = None  # FactorVAE TC weight (10) / AnnealedVAE capacity weight (1000) when None
     lambda_od: float = 10.0  # DIP-VAE off-diagonal weight
     lambda_d_factor: float | None = None  # DIP-VAE diagonal weight / lambda_od (10 for I, 1 for II when None)
@@ -52,12 +58,30 @@ def model_options(config: RunConfig) -> tuple[str, ...]:
 def validate(config: RunConfig) -> None:
     """An unknown method or a warm-up that cannot rise is refused before anything is written."""
     method_config(config)
+    check_candidates(config)
     options = config.vae
     if options.beta_warmup_steps < 0:
         raise ConfigError(f"vae.beta_warmup_steps must be >= 0, got {options.beta_warmup_steps}")
     if options.beta_warmup_steps and options.beta < 1:
         raise ConfigError(f"vae.beta_warmup_steps raises beta from 1 to vae.beta: needs vae.beta >= 1, got "
                           f"{options.beta} (set vae.beta_warmup_steps=0 for a constant beta below 1)")
+
+
+def check_candidates(config: RunConfig) -> None:
+    """A candidate set that cannot choose, or a method whose extra network it does not copy, is refused."""
+    options = config.vae
+    if options.candidates < 1:
+        raise ConfigError(f"vae.candidates must be >= 1, got {options.candidates}")
+    if options.candidates == 1:
+        return
+    if method_config(config).method == "factor_vae":
+        raise ConfigError("vae.candidates > 1 trains several VAEs against one discriminator; factor_vae needs one "
+                          "discriminator per VAE: use vae.candidates=1 with factor_vae")
+    if options.candidate_steps < 1:
+        raise ConfigError(f"vae.candidate_steps must be >= 1, got {options.candidate_steps}")
+    if not 1 <= options.candidate_window <= options.candidate_steps:
+        raise ConfigError(f"vae.candidate_window must be in [1, vae.candidate_steps={options.candidate_steps}], got "
+                          f"{options.candidate_window}")
 
 
 def warmed_beta(beta: float, warmup_steps: int, step: int) -> float:
@@ -76,4 +100,5 @@ def method_config(config: RunConfig) -> MethodConfig:
         raise ConfigError(f"vae.method: {error}") from None
 
 
-__all__ = ["MODEL_OPTIONS", "VAEConfig", "method_config", "model_options", "validate", "warmed_beta"]
+__all__ = ["MODEL_OPTIONS", "VAEConfig", "check_candidates", "method_config", "model_options", "validate",
+           "warmed_beta"]

@@ -88,6 +88,11 @@ def validate(config: RunConfig) -> None:
     if options.orientation_score == "outline" and not (options.outline_input and config.model.orientation_search):
         raise ConfigError("weak_slots.orientation_score=outline scores the search's angles by the outline head: "
                           "it needs model.orientation_search and weak_slots.outline_input (with outline_weight > 0)")
+    if options.orientation_score == "outline" and config.model.orientation_window:
+        raise ConfigError("model.orientation_window renders each slot's window to score the search's angles; "
+                          "weak_slots.orientation_score=outline scores them by the outline head without rendering, "
+                          f"so the window would be ignored: set model.orientation_window=0 (got "
+                          f"{config.model.orientation_window}) or weak_slots.orientation_score=render")
     if options.outline_weight > 0 and options.outline_size < 2:
         raise ConfigError(f"weak_slots.outline_size must be >= 2 cells, got {options.outline_size}")
     if not 0 <= options.mask_prior_floor < 1:

@@ -24,6 +24,9 @@ class Task(abc.ABC):
     #: images without labels at start-up rather than failing at the first batch
     needs_object_factors: bool = False
 
+    #: whether some trained weights may get no gradient in a step (data-parallel runs must then be told)
+    has_unused_parameters: bool = False
+
     def __init__(self, config: RunConfig):
         self.config = config
 

@@ -20,7 +20,8 @@ from viz.traversal import save_latent_traversal
 from training.config import ConfigError
 from training.options.vae import method_config, warmed_beta
 from training.tasks.base import Task
-from weak_supervision import FactorDiscriminator, GaussianEncoderVAE, bernoulli_reconstruction, method_info, vae_loss
+from weak_supervision import (FactorDiscriminator, GaussianEncoderVAE, VAECandidates, bernoulli_reconstruction,
+                              method_info, vae_loss)
 
 
 class VAEWithDiscriminator(nn.Module):
@@ -69,8 +70,17 @@ class VAETask(Task):
                               "or set vae.npz=<dsprites .npz> for shards converted with data.convert_dsprites")
         return DSpritesSource(resolution=self.config.data.resolution)
 
+    #: several candidate VAEs stop training once one is chosen: data-parallel runs must expect unused weights
+    @property
+    def has_unused_parameters(self) -> bool:
+        return self.config.vae.candidates > 1
+
     def build_model(self) -> nn.Module:
-        vae = GaussianEncoderVAE(channels=self.channels, latent_dim=self.config.vae.latent_dim)
+        options = self.config.vae
+        members = [GaussianEncoderVAE(channels=self.channels, latent_dim=options.latent_dim)
+                   for _ in range(options.candidates)]
+        vae = members[0] if len(members) == 1 else VAECandidates(members, options.candidate_steps,
+                                                                 options.candidate_window)
         discriminator = FactorDiscriminator(self.config.vae.latent_dim) if self.info.needs_discriminator else None
         # channels_last: the CPU convolution kernels for this model are faster in NHWC (docs/benchmarks.md)
         return VAEWithDiscriminator(vae, discriminator).to(memory_format=torch.channels_last)
@@ -87,11 +97,22 @@ class VAETask(Task):
         frame1 = frames_for_vae(batch.frame1, self.config.vae.grayscale)
         changed = changed_labels(batch.factors).to(batch.frame0.device) if self.info.uses_labels else None
         warmup_steps = self.config.vae.beta_warmup_steps
-        if not warmup_steps:
-            return vae_loss(model.vae, model.discriminator, self.method, frame0, frame1, changed, step=step)
-        method = replace(self.method, beta=warmed_beta(self.method.beta, warmup_steps, step))
-        loss, logs = vae_loss(model.vae, model.discriminator, method, frame0, frame1, changed, step=step)
-        return loss, {**logs, "beta": method.beta}
+        method = replace(self.method, beta=warmed_beta(self.method.beta, warmup_steps, step)) if warmup_steps \
+            else self.method
+        extra = {"beta": method.beta} if warmup_steps else {}
+        if not isinstance(model.vae, VAECandidates):
+            loss, logs = vae_loss(model.vae, model.discriminator, method, frame0, frame1, changed, step=step)
+            return loss, {**logs, **extra}
+        candidates = model.vae
+        members = candidates.training_members()
+        results = [vae_loss(member, None, method, frame0, frame1, changed, step=step) for member in members]
+        candidates.record(step, [logs["recon_loss"] for _, logs in results])
+        # the members' losses are summed, not averaged: each keeps its gradient scale, so Adam's step does not
+        # jump when the others stop; the logged loss is that sum, the other scalars the leading member's
+        chosen = candidates.chosen_index
+        shown = results[0 if len(members) == 1 else chosen][1]
+        return sum(loss for loss, _ in results), {**shown, **extra, "candidate": float(chosen),
+                                                  "candidates_training": float(len(members))}
 
     def representation_fn(self, model: nn.Module):
         """observations [n, 1, H, W] in [0, 1] -> posterior means [n, D], the representation dlib scores."""
@@ -158,6 +179,7 @@ class VAETask(Task):
             **scores,
             "train_recon_loss": train_reconstruction(run_dir / "train_log.jsonl", summary["steps"]),
             "eval_recon_loss": self.eval_reconstruction(model, eval_images),
+            **candidate_summary(model.vae),
             **summary,
             "total_seconds": time.time() - summary["start_time"],
         }
@@ -170,6 +192,15 @@ class VAETask(Task):
         print(f"train recon loss {metrics['train_recon_loss']:.2f}, after {summary['steps']} steps, "
               f"{metrics['total_seconds'] / 60:.1f} min in all\nrun directory: {run_dir}")
         return metrics
+
+
+def candidate_summary(vae: nn.Module) -> dict:
+    """Which candidate the run kept and each one's mean training reconstruction over the selection window
+    (empty for a single VAE), so a report shows how clear the choice was."""
+    if not isinstance(vae, VAECandidates):
+        return {}
+    steps = max(int(vae.tallied_steps), 1)
+    return {"candidate": vae.chosen_index, "candidate_window_recon": [float(t) / steps for t in vae.recon_tally]}
 
 
 def train_reconstruction(log_path: Path, steps: int, fraction: float = 0.1) -> float:
