@@ -99,7 +99,7 @@ for step in range(1, a.steps + 1):
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
         loss, logs = vae_loss(model, None, cfg, b0, b1, step=step)
     opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-    recon_sum += float(logs["recon_loss"]); loss_sum += float(loss); window += 1
+    recon_sum += logs["recon_loss"]; loss_sum += loss.item(); window += 1
     if a.decay:
         for group in opt.param_groups: group["lr"] = a.lr * 0.5 ** (step / a.decay)
     if a.warmup or a.cosine:
