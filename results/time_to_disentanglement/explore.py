@@ -9,7 +9,9 @@ come from train_slots.py runs (the study and bench commands in the README).
 --fresh draws new pairs every step (rendering 128 frames costs ~6 ms here) instead of reusing the pool;
 --sampler dlib reproduces disentanglement_lib's simple_dynamics, which differs from the paper's text and from
 our generator: it changes one factor with probability 1/2 (else k), and draws the new value uniformly, so it
-may equal the old one; --beta-warmup N raises beta linearly from 1 over N steps.
+may equal the old one; --beta-warmup N raises beta linearly from 1 over N steps; --share-from F [--share-steps N]
+moves Ada-*'s threshold to a fraction F of the way from the smallest to the largest per-latent KL (0.5 is the
+paper's midpoint), rising linearly to 0.5 over N steps.
 """
 import argparse, json, time, sys
 from pathlib import Path
@@ -19,6 +21,8 @@ from data.dsprites import DSprites, FACTOR_SIZES
 from data.ground_truth import DSpritesSource
 from metrics.disentanglement import sample_representations, dci, mig, factor_importance
 from weak_supervision import GaussianEncoderVAE, MethodConfig, vae_loss
+import weak_supervision.methods as methods_module
+from weak_supervision.aggregation import kl_per_dim
 
 p = argparse.ArgumentParser()
 p.add_argument("--lr", type=float, default=5e-4)
@@ -43,6 +47,10 @@ p.add_argument("--sampler", default="ours", choices=["ours", "dlib"],
 p.add_argument("--beta-warmup", type=int, default=0, help="steps over which beta rises linearly from 1")
 p.add_argument("--warmup", type=int, default=0, help="steps over which the learning rate rises linearly from 0")
 p.add_argument("--cosine", action="store_true", help="cosine decay of the learning rate to 0 at --steps")
+p.add_argument("--share-from", type=float, default=None,
+               help="Ada-* threshold tau = min + f (max - min) of the pair's per-latent KLs, f rising linearly from "
+                    "this value to 0.5 (the paper's midpoint) over --share-steps; below 0.5 fewer latents are shared")
+p.add_argument("--share-steps", type=int, default=0, help="steps of the --share-from ramp (0: f stays constant)")
 p.add_argument("--norm", default="none", choices=["none", "batch", "group"],
                help="a normalisation layer after every hidden convolution of encoder and decoder")
 a = p.parse_args()
@@ -75,6 +83,14 @@ def with_norm(seq):
             c = layer.out_channels
             layers.append(torch.nn.BatchNorm2d(c) if a.norm == "batch" else torch.nn.GroupNorm(8, c))
     return torch.nn.Sequential(*layers)
+share = {"fraction": 0.5}
+def fractional_share_mask(mu1, logvar1, mu2, logvar2):
+    """The adaptive mask with the threshold at a fraction f of the way from the smallest to the largest KL."""
+    delta = kl_per_dim(mu1, logvar1, mu2, logvar2).detach()
+    low, high = delta.amin(dim=-1, keepdim=True), delta.amax(dim=-1, keepdim=True)
+    return (delta < low + share["fraction"] * (high - low)) | (high == low)
+if a.share_from is not None:
+    methods_module.adaptive_share_mask = fractional_share_mask
 if a.norm != "none":
     model.encoder.body = with_norm(model.encoder.body)
     model.decoder.net = with_norm(model.decoder.net)
@@ -96,6 +112,9 @@ for step in range(1, a.steps + 1):
     b0 = b0.contiguous(memory_format=torch.channels_last); b1 = b1.contiguous(memory_format=torch.channels_last)
     if a.beta_warmup:
         cfg.beta = 1.0 + (a.beta - 1.0) * min(1.0, step / a.beta_warmup)
+    if a.share_from is not None:
+        ramp = min(1.0, step / a.share_steps) if a.share_steps else 0.0
+        share["fraction"] = a.share_from + (0.5 - a.share_from) * ramp
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
         loss, logs = vae_loss(model, None, cfg, b0, b1, step=step)
     opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
