@@ -63,6 +63,15 @@ def test_one_far_dimension_is_the_only_one_kept():
     assert torch.equal(adaptive_share_mask(mu1, lv, mu2, lv), expected)
 
 
+def test_a_lower_fraction_shares_fewer_dimensions():
+    # deltas [0, 0.5, 2, 4.5, 8]: fraction 0.2 puts tau at 1.6, fraction 0.8 at 6.4
+    mu1, lv = torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0]]), torch.zeros(1, 5)
+    assert torch.equal(adaptive_share_mask(mu1, lv, torch.zeros(1, 5), lv, fraction=0.2),
+                       torch.tensor([[True, True, False, False, False]]))
+    assert torch.equal(adaptive_share_mask(mu1, lv, torch.zeros(1, 5), lv, fraction=0.8),
+                       torch.tensor([[True, True, True, True, False]]))
+
+
 def test_threshold_is_the_midpoint_and_a_tie_is_kept_separate():
     # unit variances: KL_j = (mu1_j - mu2_j)^2 / 2, so these means give deltas [0, 0.5, 2, 4.5, 8] -> tau = 4
     mu1, lv = torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0]]), torch.zeros(1, 5)

@@ -30,15 +30,17 @@ def kl_per_dim(mu1: Tensor, logvar1: Tensor, mu2: Tensor, logvar2: Tensor) -> Te
     return 0.5 * (torch.exp(logvar1 - logvar2) + (mu1 - mu2).square() * torch.exp(-logvar2) - 1.0 + logvar2 - logvar1)
 
 
-def adaptive_share_mask(mu1: Tensor, logvar1: Tensor, mu2: Tensor, logvar2: Tensor) -> Tensor:
-    """Bool [..., D], True where the dimension is shared: δ_j < τ = (min δ + max δ)/2 per pair.
+def adaptive_share_mask(mu1: Tensor, logvar1: Tensor, mu2: Tensor, logvar2: Tensor, fraction: float = 0.5) -> Tensor:
+    """Bool [..., D], True where the dimension is shared: δ_j < τ = min δ + fraction·(max δ - min δ) per pair.
 
     Why adaptive: the number of changed factors is unknown, so the split between "changed" and "shared"
-    dimensions is placed halfway between the least and most different dimension of each pair.
+    dimensions is placed between the least and most different dimension of each pair; the paper's (and
+    dlib's) split is halfway (`fraction` 0.5), other fractions are for exploring training schedules.
     """
     delta = kl_per_dim(mu1, logvar1, mu2, logvar2).detach()
     low, high = delta.amin(dim=-1, keepdim=True), delta.amax(dim=-1, keepdim=True)
-    return (delta < 0.5 * (low + high)) | (high == low)
+    # (1 - f)·low + f·high: at f = 0.5 bit-identical to the midpoint (low + high)/2, since halving is exact
+    return (delta < (1.0 - fraction) * low + fraction * high) | (high == low)
 
 
 def label_share_mask(changed: Tensor, latent_dim: int) -> Tensor:

@@ -22,7 +22,7 @@ from data.ground_truth import DSpritesSource
 from metrics.disentanglement import sample_representations, dci, mig, factor_importance
 from weak_supervision import GaussianEncoderVAE, MethodConfig, vae_loss
 import weak_supervision.methods as methods_module
-from weak_supervision.aggregation import kl_per_dim
+from weak_supervision.aggregation import adaptive_share_mask
 
 p = argparse.ArgumentParser()
 p.add_argument("--lr", type=float, default=5e-4)
@@ -84,13 +84,8 @@ def with_norm(seq):
             layers.append(torch.nn.BatchNorm2d(c) if a.norm == "batch" else torch.nn.GroupNorm(8, c))
     return torch.nn.Sequential(*layers)
 share = {"fraction": 0.5}
-def fractional_share_mask(mu1, logvar1, mu2, logvar2):
-    """The adaptive mask with the threshold at a fraction f of the way from the smallest to the largest KL."""
-    delta = kl_per_dim(mu1, logvar1, mu2, logvar2).detach()
-    low, high = delta.amin(dim=-1, keepdim=True), delta.amax(dim=-1, keepdim=True)
-    return (delta < low + share["fraction"] * (high - low)) | (high == low)
-if a.share_from is not None:
-    methods_module.adaptive_share_mask = fractional_share_mask
+if a.share_from is not None:  # the loss calls the mask by its module name: route it through the current fraction
+    methods_module.adaptive_share_mask = lambda *posteriors: adaptive_share_mask(*posteriors, fraction=share["fraction"])
 if a.norm != "none":
     model.encoder.body = with_norm(model.encoder.body)
     model.decoder.net = with_norm(model.decoder.net)
