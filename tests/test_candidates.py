@@ -67,8 +67,11 @@ CANDIDATE_SETTINGS = ("vae.candidates=3", "vae.candidate_steps=2", "vae.candidat
                       "vae.metric_sizes={mig_num_train: 200, dci_num_train: 200, dci_num_test: 100}")
 
 
+CONSTANT_RATE = ("train.lr_schedule=exponential",)  # with the preset's huge decay_steps: a constant rate
+
+
 def test_a_run_with_candidates_trains_only_the_chosen_one_after_the_choice_and_resumes_exactly(tmp_path):
-    assert train_slots.main(vae_args(tmp_path, "straight", *CANDIDATE_SETTINGS)) == 0
+    assert train_slots.main(vae_args(tmp_path, "straight", *CANDIDATE_SETTINGS, *CONSTANT_RATE)) == 0
     run = tmp_path / "runs" / "straight"
     at_choice, final = model_state(run, 2), model_state(run, 4)
     chosen = int(final["vae.selected"])
@@ -85,8 +88,10 @@ def test_a_run_with_candidates_trains_only_the_chosen_one_after_the_choice_and_r
     window = metrics["candidate_window_recon"]
     assert metrics["candidate"] == chosen and len(window) == 3 and window[chosen] == min(window)
 
-    # stopped at the choice and resumed: the same member, the same weights as the uninterrupted run
-    assert train_slots.main(vae_args(tmp_path, "resumed", *CANDIDATE_SETTINGS, "train.max_steps=2")) == 0
+    # stopped at the choice and resumed: the same member, the same weights as the uninterrupted run. The stop
+    # is a smaller max_steps, so both runs take the preset's cosine rate off: its horizon is max_steps.
+    assert train_slots.main(vae_args(tmp_path, "resumed", *CANDIDATE_SETTINGS, *CONSTANT_RATE,
+                                     "train.max_steps=2")) == 0
     resumed = tmp_path / "runs" / "resumed"
     assert train_slots.main(["--resume", str(resumed), "train.max_steps=4"]) == 0
     again = model_state(resumed, 4)

@@ -348,3 +348,15 @@ def test_a_torn_last_log_line_does_not_block_resume(finished_run, tmp_path, caps
     notes = [line for line in error_lines(capsys.readouterr().err) if "torn last line" in line]
     assert len(notes) == 2, notes
     assert steps_logged(run) == list(range(1, 9))
+
+
+def test_a_longer_cosine_run_is_told_its_rate_now_falls_to_the_new_horizon():
+    from training.config import build_config
+    from training.resume_config import resumed_config
+
+    for schedule, noted in (("cosine", True), ("exponential", False)):
+        saved = build_config([{"train": {"lr_schedule": schedule, "max_steps": 6}}])
+        requested = build_config([{"train": {"lr_schedule": schedule, "max_steps": 8}}])
+        config, applied = resumed_config(saved, requested, {"train.max_steps"}, "runs/x")
+        assert config.train.max_steps == 8 and len(applied) == 1 and applied[0].startswith("train.max_steps 6 -> 8")
+        assert ("falls to 0 at the new max_steps" in applied[0]) == noted

@@ -194,8 +194,10 @@ def test_dsprites_vae_is_the_dlib_setup_plus_the_time_to_disentanglement_setting
     assert fast["data"] == {**dlib["data"], "generator_kwargs": {"changed_factors": "random"}}  # the paper's text
     assert dlib["data"]["generator_kwargs"] == {"changed_factors": "dlib"}  # what dlib's code samples
     assert fast["model"] == dlib["model"] and fast["eval"] == dlib["eval"]
-    assert fast["vae"] == {**dlib["vae"], "beta": 4.0, "beta_warmup_steps": 1500}
+    assert fast["vae"] == {**dlib["vae"], "beta": 4.0, "beta_warmup_steps": 1500, "decoder": "broadcast"}
+    assert dlib["vae"]["decoder"] == "deconv"  # disentanglement_lib's architecture
     assert fast["train"] == {**dlib["train"], "learning_rate": 1e-3, "max_steps": 5000, "mixed_precision": "auto",
+                             "lr_schedule": "cosine",
                              "time_limit_minutes": 28, "eval_every": 1000, "checkpoint_every": 1000}
     assert fast["data"]["generator_kwargs"] == {"changed_factors": "random"} and fast["data"]["resolution"] == 64
 

@@ -294,3 +294,10 @@ def test_beta_warm_up_refuses_settings_it_cannot_honour(tmp_path, capsys, settin
     assert train_slots.main(vae_args(tmp_path, "bad", "vae.beta_warmup_steps=10", setting)) == 2
     err = capsys.readouterr().err
     assert "vae.beta_warmup_steps" in err and message in err
+
+
+def test_an_unknown_decoder_is_refused_before_anything_is_written(tmp_path, capsys):
+    assert train_slots.main(vae_args(tmp_path, "bad", "vae.decoder=dense")) == 2
+    err = capsys.readouterr().err
+    assert "vae.decoder must be one of deconv, broadcast, got 'dense'" in err
+    assert not (tmp_path / "runs" / "bad").exists()

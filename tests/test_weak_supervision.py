@@ -9,6 +9,7 @@ from torch.distributions import Normal, kl_divergence
 
 from weak_supervision import (
     METHODS,
+    BroadcastDecoder,
     FactorDiscriminator,
     GaussianEncoderVAE,
     MethodConfig,
@@ -261,6 +262,36 @@ def test_model_shapes():
     critic = FactorDiscriminator()
     assert critic(torch.zeros(5, 10)).shape == (5, 2) and critic(torch.zeros(5, 3, 10)).shape == (5, 3, 2)
     assert sum(isinstance(m, torch.nn.LeakyReLU) for m in critic.modules()) == 6
+
+
+def test_broadcast_decoder_renders_64x64_from_a_tiled_latent_and_coordinates():
+    model = GaussianEncoderVAE(channels=1, latent_dim=10, decoder="broadcast")
+    assert isinstance(model.decoder, BroadcastDecoder)
+    z = torch.randn(3, 10, generator=gen())
+    logits = model.decode(z)
+    assert logits.shape == (3, 1, 64, 64) and logits.dtype == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model.decode(z).dtype == torch.float32  # the loss sums 4096 pixels: float32 out of autocast too
+    assert GaussianEncoderVAE(channels=3, decoder="broadcast").decode(z).shape == (3, 3, 64, 64)
+    assert BroadcastDecoder(1, 10, grid=16)(z).shape == (3, 1, 64, 64)
+    # the first layer reads the latent and the two coordinate channels at every one of the 8x8 cells
+    first = model.decoder.net[0]
+    inputs = []
+    first.register_forward_hook(lambda m, i, o: inputs.append(i[0]))
+    model.decode(z)
+    tiled, coords = inputs[0][:, :10], inputs[0][:, 10:]
+    torch.testing.assert_close(tiled, z[:, :, None, None].expand(-1, -1, 8, 8))
+    torch.testing.assert_close(coords[0, 0, :, 0], torch.linspace(-1, 1, 8))  # rows run over y, columns over x
+    torch.testing.assert_close(coords[0, 1, 0, :], torch.linspace(-1, 1, 8))
+    # the coordinates are a constant of the architecture, not a weight: checkpoints do not carry them
+    assert not any("coords" in key for key in model.state_dict())
+    twin = GaussianEncoderVAE(channels=1, latent_dim=10, decoder="broadcast")
+    twin.load_state_dict(model.state_dict())
+    torch.testing.assert_close(twin.decode(z), model.decode(z))
+    with pytest.raises(ValueError, match="decoder must be one of .*got 'dense'"):
+        GaussianEncoderVAE(decoder="dense")
+    with pytest.raises(ValueError, match="grid must be 8 or 16.*got 32"):
+        BroadcastDecoder(grid=32)
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))

@@ -58,6 +58,8 @@ def resumed_config(saved: RunConfig, requested: RunConfig, explicit: set[str], r
                 refused.append(change)
             setattr(requested, key, getattr(saved, key))
         elif resumable(key):
+            if key == "train.max_steps" and new.get("train.lr_schedule") == "cosine":
+                change += " (lr_schedule cosine: the rate now falls to 0 at the new max_steps, not where it was headed)"
             applied.append(change)
         else:
             refused.append(change)

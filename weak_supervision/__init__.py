@@ -26,7 +26,7 @@ from weak_supervision.losses import (
 )
 from weak_supervision.candidates import VAECandidates
 from weak_supervision.methods import METHODS, MethodConfig, MethodInfo, method_info, vae_loss
-from weak_supervision.model import ConvEncoder, DeconvDecoder, FactorDiscriminator, GaussianEncoderVAE
+from weak_supervision.model import BroadcastDecoder, ConvEncoder, DeconvDecoder, FactorDiscriminator, GaussianEncoderVAE
 from weak_supervision.orientation_vae import (
     GlyphVAE,
     OrientationSearch,
@@ -39,6 +39,7 @@ from weak_supervision.orientation_vae import (
 )
 
 __all__ = [
+    "BroadcastDecoder",
     "ConvEncoder",
     "DeconvDecoder",
     "FactorDiscriminator",

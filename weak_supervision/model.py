@@ -1,4 +1,5 @@
-"""dlib's 64x64 convolutional Gaussian encoder / deconvolutional decoder and the FactorVAE discriminator.
+"""dlib's 64x64 convolutional Gaussian encoder / deconvolutional decoder, a spatial broadcast decoder beside it,
+and the FactorVAE discriminator.
 
 Layer sizes follow dlib's `conv_encoder` / `deconv_decoder` (row 3 of Table 1 of the beta-VAE paper).
 Note dlib's encoder uses kernel 4 for its first two convolutions and kernel 2 for the last two (all stride
@@ -9,6 +10,7 @@ Weights use Glorot-uniform with zero biases, TF's default, so early training beh
 from __future__ import annotations
 
 import torch
+from einops import repeat
 from einops.layers.torch import Rearrange
 from torch import Tensor, nn
 
@@ -59,14 +61,53 @@ class DeconvDecoder(nn.Module):
         return self.net(z)
 
 
-class GaussianEncoderVAE(nn.Module):
-    """Encoder and decoder of every VAE-family method here; the methods differ only in their losses."""
+class BroadcastDecoder(nn.Module):
+    """Latent [B, latent_dim] -> Bernoulli logits [B, C, 64, 64] by a spatial broadcast (Watters et al. 2019):
+    z tiled over a `grid` x `grid` map beside two coordinate channels, two 3x3 convolutions, then transposed
+    convolutions up to 64x64. Why: a position is then a comparison of a latent with a coordinate channel, not a
+    pattern the first dense layers must lay out, so x and y each fit one latent direction; dlib's dense
+    decoder lets a run code position in a rotated basis of several latents, which the adaptive sharing cannot
+    split. Broadcasting at 8x8 rather than 64x64 keeps the cost near the deconvolutional decoder's."""
 
-    def __init__(self, channels: int = 1, latent_dim: int = 10, encoder_kernels: tuple[int, ...] = (4, 4, 2, 2)):
+    def __init__(self, channels: int = 1, latent_dim: int = 10, grid: int = 8, width: int = 64):
         super().__init__()
+        ups = {8: 3, 16: 2}.get(grid)
+        if ups is None:
+            raise ValueError(f"BroadcastDecoder grid must be 8 or 16 (upsampled to 64 by stride-2 steps), got {grid}")
+        axis = torch.linspace(-1, 1, grid)
+        self.register_buffer("coords", torch.stack(torch.meshgrid(axis, axis, indexing="ij"))[None], persistent=False)
+        layers: list[nn.Module] = [nn.Conv2d(latent_dim + 2, width, 3, padding=1), nn.ReLU(),
+                                   nn.Conv2d(width, width, 3, padding=1), nn.ReLU()]
+        widths = [width, width, width // 2, width // 2][: ups] + [channels]
+        for i in range(ups):
+            layers.append(nn.ConvTranspose2d(widths[i], widths[i + 1], 4, stride=2, padding=1))
+            if i < ups - 1:
+                layers.append(nn.ReLU())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        grid = self.coords.shape[-1]
+        tiled = repeat(z, "b l -> b l h w", h=grid, w=grid)
+        coords = self.coords.to(z.dtype).expand(z.shape[0], -1, -1, -1)
+        return self.net(torch.cat([tiled, coords], dim=1))
+
+
+DECODERS = ("deconv", "broadcast")
+
+
+class GaussianEncoderVAE(nn.Module):
+    """Encoder and decoder of every VAE-family method here; the methods differ only in their losses.
+    `decoder`: "deconv" (dlib's) or "broadcast" (`BroadcastDecoder`)."""
+
+    def __init__(self, channels: int = 1, latent_dim: int = 10, encoder_kernels: tuple[int, ...] = (4, 4, 2, 2),
+                 decoder: str = "deconv"):
+        super().__init__()
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
         self.channels, self.latent_dim = channels, latent_dim
         self.encoder = ConvEncoder(channels, latent_dim, encoder_kernels)
-        self.decoder = DeconvDecoder(channels, latent_dim)
+        decoders = {"deconv": DeconvDecoder, "broadcast": BroadcastDecoder}
+        self.decoder = decoders[decoder](channels, latent_dim)
         self.apply(_glorot_)
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:

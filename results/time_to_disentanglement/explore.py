@@ -53,6 +53,7 @@ p.add_argument("--share-from", type=float, default=None,
 p.add_argument("--share-steps", type=int, default=0, help="steps of the --share-from ramp (0: f stays constant)")
 p.add_argument("--norm", default="none", choices=["none", "batch", "group"],
                help="a normalisation layer after every hidden convolution of encoder and decoder")
+p.add_argument("--decoder", default="deconv", choices=["deconv", "broadcast"], help="dlib's or a spatial broadcast")
 a = p.parse_args()
 torch.set_num_threads(a.threads); torch.manual_seed(a.seed)
 gen = DSprites(64, a.k)
@@ -74,7 +75,7 @@ def draw_pairs(n):
             torch.from_numpy(gen.render_batch(f1)).float()[:, None])
 if not a.fresh:
     x0, x1 = draw_pairs(a.pool)
-model = GaussianEncoderVAE(1, a.latent)
+model = GaussianEncoderVAE(1, a.latent, decoder=a.decoder)
 def with_norm(seq):
     layers = []
     for layer in seq:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from training.errors import ConfigError
 from training.schedule import linear_ramp
 from weak_supervision.methods import MethodConfig
+from weak_supervision.model import DECODERS
 
 if TYPE_CHECKING:
     from training.config import RunConfig
@@ -24,6 +25,9 @@ class VAEConfig:
     # many latents stay active; a gentle start keeps a factor from spreading over a rotated basis of several.
     beta_warmup_steps: int = 0
     latent_dim: int = 10
+    # "deconv": dlib's dense + transposed-convolution decoder; "broadcast": z tiled over an 8x8 grid beside
+    # coordinate channels (weak_supervision.model.BroadcastDecoder), so position fits one latent per axis
+    decoder: str = "deconv"
     # Train this many VAEs side by side from different initialisations for `candidate_steps` steps, then keep
     # the one with the lowest mean training reconstruction over the last `candidate_window` of them (the
     # paper's unsupervised model selection, inside one run; weak_supervision/candidates.py). 1: one VAE.
@@ -60,6 +64,8 @@ def validate(config: RunConfig) -> None:
     method_config(config)
     check_candidates(config)
     options = config.vae
+    if options.decoder not in DECODERS:
+        raise ConfigError(f"vae.decoder must be one of {', '.join(DECODERS)}, got {options.decoder!r}")
     if options.beta_warmup_steps < 0:
         raise ConfigError(f"vae.beta_warmup_steps must be >= 0, got {options.beta_warmup_steps}")
     if options.beta_warmup_steps and options.beta < 1:

@@ -77,7 +77,7 @@ class VAETask(Task):
 
     def build_model(self) -> nn.Module:
         options = self.config.vae
-        members = [GaussianEncoderVAE(channels=self.channels, latent_dim=options.latent_dim)
+        members = [GaussianEncoderVAE(channels=self.channels, latent_dim=options.latent_dim, decoder=options.decoder)
                    for _ in range(options.candidates)]
         vae = members[0] if len(members) == 1 else VAECandidates(members, options.candidate_steps,
                                                                  options.candidate_window)
