@@ -92,7 +92,8 @@ class BroadcastDecoder(nn.Module):
         return self.net(torch.cat([tiled, coords], dim=1))
 
 
-DECODERS = ("deconv", "broadcast")
+#: `vae.decoder` names -> decoder classes (each built as cls(channels, latent_dim))
+DECODERS: dict[str, type[nn.Module]] = {"deconv": DeconvDecoder, "broadcast": BroadcastDecoder}
 
 
 class GaussianEncoderVAE(nn.Module):
@@ -103,11 +104,10 @@ class GaussianEncoderVAE(nn.Module):
                  decoder: str = "deconv"):
         super().__init__()
         if decoder not in DECODERS:
-            raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+            raise ValueError(f"decoder must be one of {tuple(DECODERS)}, got {decoder!r}")
         self.channels, self.latent_dim = channels, latent_dim
         self.encoder = ConvEncoder(channels, latent_dim, encoder_kernels)
-        decoders = {"deconv": DeconvDecoder, "broadcast": BroadcastDecoder}
-        self.decoder = decoders[decoder](channels, latent_dim)
+        self.decoder = DECODERS[decoder](channels, latent_dim)
         self.apply(_glorot_)
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
