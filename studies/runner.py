@@ -123,12 +123,20 @@ def check_same_settings(directory: Path, preset: str, settings: list[str]) -> No
 LATER_OPTIONS = (("vae", "candidates", 1, ("candidates", "candidate_steps", "candidate_window")),)
 
 
+#: Options that say how a run is executed, not what it trains, as (section, key): left out of the digest, so
+#: one table can hold runs trained alone with two threads beside runs trained side by side with one. Sums may
+#: round differently with the thread count, as they do from one CPU to another, which no digest sees either.
+EXECUTION_OPTIONS = (("train", "cpu_threads"),)
+
+
 def config_digest(config) -> str:
-    """A short hash of a resolved configuration, where the run writes and options at their neutral value
-    (LATER_OPTIONS) left out."""
+    """A short hash of a resolved configuration, where the run writes, how it is executed (EXECUTION_OPTIONS)
+    and options at their neutral value (LATER_OPTIONS) left out."""
     values = asdict(config)
     for key in ("output_dir", "name"):
         values.pop(key, None)
+    for section, key in EXECUTION_OPTIONS:
+        values.get(section, {}).pop(key, None)
     for section, switch, neutral, keys in LATER_OPTIONS:
         options = values.get(section, {})
         if options.get(switch, neutral) == neutral:
@@ -153,22 +161,27 @@ def trained_digest(out: Path, run: PlannedRun, planned: str) -> str:
 def recorded_rows(out: Path, digests: dict[str, str], name_of: Callable[[dict], str]) -> dict[str, dict]:
     """The rows of `<out>/results.csv` (as text, by run name `name_of(row)`) whose settings digest is the
     planned run's (`digests`): the record of finished runs whose directories are gone (run directories are
-    not kept in git, the CSV is). Records of other settings are not comparable and are left out."""
+    not kept in git, the CSV is). Records of other settings are not comparable: left out here, kept in the CSV."""
+    recorded, other = {}, 0
+    for line in read_records(out):
+        name = name_of(line)
+        if not line.get("settings_digest") or line["settings_digest"] != digests.get(name):
+            other += 1
+            continue
+        recorded[name] = line
+    if other:
+        print(f"[study] {out / 'results.csv'}: {other} recorded run(s) of other settings (presets, overrides or "
+              "seeds) left out of the table; the CSV keeps them", flush=True)
+    return recorded
+
+
+def read_records(out: Path) -> list[dict]:
+    """The rows of `<out>/results.csv` as text; none when there is no CSV yet."""
     path = out / "results.csv"
     if not path.is_file():
-        return {}
-    recorded, other = {}, 0
+        return []
     with path.open(newline="") as handle:
-        for line in csv.DictReader(handle):
-            name = name_of(line)
-            if not line.get("settings_digest") or line["settings_digest"] != digests.get(name):
-                other += 1
-                continue
-            recorded[name] = line
-    if other:
-        print(f"[study] {path}: {other} recorded run(s) of other settings (presets, overrides or seeds) left out",
-              flush=True)
-    return recorded
+        return list(csv.DictReader(handle))
 
 
 def csv_number(value: str, integer: bool = False) -> int | float | None:
@@ -240,10 +253,16 @@ def write_results(out: Path, rows: list[dict], columns: Sequence[str], table: st
     """results.csv (one row per run), results.md (the table) and results.png, the table and plot between the
     `block` markers of the results document `doc`, then the table on stdout."""
     out.mkdir(parents=True, exist_ok=True)
-    with (out / "results.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns))
+    # A record of other settings (another preset version, other overrides) is not in this table, but it is
+    # still the only record of a run whose directory may be gone: it stays in the CSV, after this table's rows.
+    written = {row["settings_digest"] for row in rows}
+    kept = [line for line in read_records(out) if line.get("settings_digest") not in written]
+    partial = out / "results.csv.partial"
+    with partial.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore", restval="")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(rows + kept)
+    partial.replace(out / "results.csv")
     (out / "results.md").write_text(table)
     plot(rows, out / "results.png")
     with readme_errors():

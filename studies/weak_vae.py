@@ -14,7 +14,8 @@ runs at once; the last process to finish writes the full table. Run directories 
 is: a run recorded in `<out>/results.csv` with the same settings (the digest of its resolved configuration)
 counts as finished when its directory is gone, so a later `--only` adds methods to the table instead of
 dropping the recorded ones; a record made under other settings (another preset version, other overrides) is
-left out.
+left out of the table and kept in the CSV. The thread count (`train.cpu_threads`) is not a setting: the
+timed runs can train alone with two threads and the baselines side by side with one, in one table.
 """
 from __future__ import annotations
 
@@ -51,8 +52,19 @@ COLUMNS = ("method", "beta", "seed", "dci_disentanglement", "dci_completeness", 
 TEXT_COLUMNS = ("method", "overrides", "settings_digest", "few_label_dci")
 
 
+def setting_name(setting: tuple[str, float]) -> str:
+    """`beta_vae-beta16`: one (method, beta) of the study, as its run directories begin, for `--only`."""
+    method, beta = setting
+    return f"{method}-beta{beta:g}"
+
+
+def selected(setting: tuple[str, float], only: list[str] | None) -> bool:
+    """`--only` names a method (all its betas) or one setting of it (`beta_vae-beta16`)."""
+    return only is None or setting[0] in only or setting_name(setting) in only
+
+
 def run_name(method: str, beta: float, seed: int) -> str:
-    return f"{method}-beta{beta:g}-seed{seed}"
+    return f"{setting_name((method, beta))}-seed{seed}"
 
 
 def planned_run(method: str, beta: float, seed: int, overrides: list[str], out: Path,
@@ -209,17 +221,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labels", type=comma_separated_ints, default=None,
                         help="comma-separated numbers of labelled points to score every run from (e.g. 100,1000)")
     parser.add_argument("--label-draws", type=int, default=10, help="draws of the labelled points per number")
-    add_only_option(parser, "method", "ada_gvae,beta_vae")
+    add_only_option(parser, "method", "ada_gvae,beta_vae or one setting: beta_vae-beta16")
     args = parser.parse_args(argv)
     doc = results_doc(args, README_BLOCK)
     start = time.time()
-    check_only(parser, args.only, "method", [method for method, _ in SETTINGS])
-    methods = [(method, planned_run(method, beta, seed, args.overrides, args.out, args.labels, args.label_draws))
+    check_only(parser, args.only, "method", [method for method, _ in SETTINGS] + list(map(setting_name, SETTINGS)))
+    methods = [((method, beta), planned_run(method, beta, seed, args.overrides, args.out, args.labels,
+                                            args.label_draws))
                for seed in args.seeds for method, beta in SETTINGS]
     plan = [run for _, run in methods]
     digests = {run.name: digest_if_valid(run) for run in plan}
     recorded = recorded_metrics(args.out, digests)
-    trained = [] if args.finished_only else [run for method, run in methods if args.only is None or method in args.only]
+    trained = [] if args.finished_only else [run for setting, run in methods if selected(setting, args.only)]
     trained = [run for run in trained if run.name not in recorded or run_dir(args.out, run).is_dir()]
     for run in trained:
         ensure_run(args.out, run)

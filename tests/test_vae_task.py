@@ -240,9 +240,12 @@ def test_study_only_trains_the_methods_asked_for_and_names_unknown_ones(tmp_path
     assert study.main(["--out", str(tmp_path), "--seeds", "0,1", "--only", "ada_gvae,beta_vae"]) == 0
     assert trained == ["ada_gvae-beta4-seed0", "beta_vae-beta1-seed0", "beta_vae-beta4-seed0", "beta_vae-beta16-seed0",
                        "ada_gvae-beta4-seed1", "beta_vae-beta1-seed1", "beta_vae-beta4-seed1", "beta_vae-beta16-seed1"]
+    trained.clear()
+    assert study.main(["--out", str(tmp_path), "--seeds", "0,1", "--only", "beta_vae-beta16,gvae"]) == 0
+    assert trained == ["gvae-beta4-seed0", "beta_vae-beta16-seed0", "gvae-beta4-seed1", "beta_vae-beta16-seed1"]
     with pytest.raises(SystemExit):
-        study.main(["--out", str(tmp_path), "--only", "ada_gvea"])
-    assert "--only: unknown method(s) ada_gvea" in capsys.readouterr().err
+        study.main(["--out", str(tmp_path), "--only", "ada_gvea,beta_vae-beta2"])
+    assert "--only: unknown method(s) ada_gvea, beta_vae-beta2" in capsys.readouterr().err
 
 
 def test_study_keeps_runs_its_csv_records_when_their_directories_are_gone(tmp_path, monkeypatch):
@@ -272,6 +275,45 @@ def test_study_keeps_runs_its_csv_records_when_their_directories_are_gone(tmp_pa
     trained.clear()
     assert study.main(["--out", str(tmp_path), "--seeds", "0", "--only", "ada_gvae", "train.max_steps=10"]) == 0
     assert trained == ["ada_gvae-beta4-seed0"]  # recorded under other overrides: not comparable, trained
+
+
+def test_study_csv_keeps_records_of_other_settings_and_the_thread_count_is_not_a_setting(tmp_path, monkeypatch):
+    """A table made under other overrides leaves the earlier records out of the table but keeps them in the CSV
+    (they may be the only record of runs whose directories are gone), and a later table under the first
+    settings finds them again; runs trained with one or two threads count as the same settings."""
+    import csv
+    import shutil
+
+    import studies.weak_vae as study
+    from studies.runner import settings_digest
+
+    def digest(*overrides: str) -> str:
+        return settings_digest(study.planned_run("ada_gvae", 4.0, 0, list(overrides), tmp_path))
+
+    assert digest("train.cpu_threads=1") == digest("train.cpu_threads=2") == digest()
+    assert digest("train.max_steps=10") != digest()
+    monkeypatch.setattr(study, "ensure_run", lambda out, run: None)
+
+    def finish(dci: float, *overrides: str) -> list[dict]:
+        shutil.rmtree(tmp_path / "runs", ignore_errors=True)
+        (tmp_path / "runs" / "ada_gvae-beta4-seed0").mkdir(parents=True)
+        metrics = {"method": "ada_gvae", "beta": 4.0, "seed": 0, "dci_disentanglement": dci, "mig": dci / 2,
+                   "sap": 0.01, "modularity": 0.8, "train_recon_loss": 100.0}
+        (tmp_path / "runs" / "ada_gvae-beta4-seed0" / "metrics.json").write_text(json.dumps(metrics))
+        assert study.main(["--out", str(tmp_path), "--seeds", "0", "--only", "ada_gvae", *overrides]) == 0
+        shutil.rmtree(tmp_path / "runs")
+        with (tmp_path / "results.csv").open(newline="") as handle:
+            return list(csv.DictReader(handle))
+
+    assert [line["settings_digest"] for line in finish(0.25, "train.cpu_threads=1")] == [digest()]
+    records = finish(0.75, "train.max_steps=10")
+    assert [(line["settings_digest"], line["dci_disentanglement"]) for line in records] == [
+        (digest("train.max_steps=10"), "0.75"), (digest(), "0.25")]  # the table's row first, the earlier kept
+    assert "| ada_gvae | 4 | 1 | 0.750 |" in (tmp_path / "results.md").read_text()
+    assert study.main(["--out", str(tmp_path), "--seeds", "0", "--finished-only", "train.cpu_threads=2"]) == 0
+    assert "| ada_gvae | 4 | 1 | 0.250 |" in (tmp_path / "results.md").read_text()  # found again, other threads
+    with (tmp_path / "results.csv").open(newline="") as handle:
+        assert sorted(line["dci_disentanglement"] for line in csv.DictReader(handle)) == ["0.25", "0.75"]
 
 
 def test_beta_warm_up_rises_from_one_to_beta_in_the_logged_loss(tmp_path):
