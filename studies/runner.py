@@ -13,6 +13,7 @@ import csv
 import fcntl
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -257,7 +258,7 @@ def write_results(out: Path, rows: list[dict], columns: Sequence[str], table: st
     # still the only record of a run whose directory may be gone: it stays in the CSV, after this table's rows.
     written = {row["settings_digest"] for row in rows}
     kept = [line for line in read_records(out) if line.get("settings_digest") not in written]
-    partial = out / "results.csv.partial"
+    partial = out / f"results.csv.{os.getpid()}.partial"  # processes sharing a study finish at their own times
     with partial.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore", restval="")
         writer.writeheader()

@@ -123,6 +123,10 @@ def test_study_statistics_by_hand():
     ada = next(s["dci_disentanglement"] for s in medians(rows) if s["method"] == "ada_gvae")
     assert f"NOT met (Ada-GVAE {ada:.3f}, best beta-VAE 0.250: {ada / 0.25:.2f}x)" in markdown(
         rows, medians(rows), correlation, [])
+    with_one_seed = rows + [_row("factor_vae", 1.0, 0, 0.3, 60)]  # not compared by the bar: still decided
+    assert "Bar (median DCI of Ada-GVAE >= 0.5 and >= 2x the best beta-VAE median): NOT met" in markdown(
+        with_one_seed, medians(with_one_seed), correlation, [])
+    assert "undecided" in markdown(rows[:-1], medians(rows[:-1]), correlation, [])  # beta 16 has two seeds
 
 
 def test_study_few_label_table_compares_selection_with_full_labels():
