@@ -174,7 +174,8 @@ def markdown(rows: list[dict], summary: list[dict], correlation: dict, overrides
                   f"{s['mean_regret']:.3f} | {s['max_regret']:.3f} | {s['draws']} |" for s in selection]
     verdict = "met" if bar_met(summary) else "NOT met"
     if any(s["seeds"] < 3 for s in summary if s["method"] in BAR_METHODS):
-        verdict = f"undecided (fewer than 3 seeds of Ada-GVAE or a beta-VAE setting; on these runs it would be {verdict})"
+        verdict = (f"undecided (fewer than 3 seeds of Ada-GVAE or a beta-VAE setting; on these runs it would be "
+                   f"{verdict})")
     compared = bar_medians(summary)
     if compared is not None and compared[1] > 0:
         ada, beta = compared
