@@ -127,14 +127,16 @@ def medians(rows: list[dict]) -> list[dict]:
 
 #: The bar: Ada-GVAE's median DCI at least this, and at least BAR_RATIO times the best beta-VAE median.
 BAR_DCI, BAR_RATIO = 0.5, 2.0
-#: The methods the bar compares: each of their settings needs three seeds before the bar is decided.
+#: The methods the bar compares (the weak one, the unsupervised one): each of their settings needs three
+#: seeds before the bar is decided.
 BAR_METHODS = ("ada_gvae", "beta_vae")
 
 
 def bar_medians(summary: list[dict]) -> tuple[float, float] | None:
     """(Ada-GVAE's median DCI, the best beta-VAE setting's median DCI); None while either is missing."""
-    ada = [s["dci_disentanglement"] for s in summary if s["method"] == "ada_gvae"]
-    beta = [s["dci_disentanglement"] for s in summary if s["method"] == "beta_vae"]
+    weak, unsupervised = BAR_METHODS
+    ada = [s["dci_disentanglement"] for s in summary if s["method"] == weak]
+    beta = [s["dci_disentanglement"] for s in summary if s["method"] == unsupervised]
     return (ada[0], max(beta)) if ada and beta else None
 
 
